@@ -1,0 +1,1 @@
+"""rnn-lightning: recurrent cells written from their equations, trained with Lightning and Hydra."""
