@@ -1,0 +1,35 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+POLARITY_FILES = ("rt-polarity.pos", "rt-polarity.neg")
+
+
+@pytest.fixture(scope="session")
+def polarity_dir() -> Path:
+    """Folder with the real rt-polarity.pos/.neg (read-only; copy before changing anything).
+
+    ``RNN_LIGHTNING_DATA_DIR`` wins when set, and then the files must be there: a CI job that sets
+    it wants these tests to run, so a missing file fails instead of quietly skipping. Otherwise the
+    staged copy next to the repository is used, and the tests are skipped when it is absent.
+    """
+    configured = os.environ.get("RNN_LIGHTNING_DATA_DIR")
+    if configured:
+        folder = Path(configured).expanduser().resolve()
+        missing = [name for name in POLARITY_FILES if not (folder / name).is_file()]
+        if missing:
+            pytest.fail(
+                f"RNN_LIGHTNING_DATA_DIR={configured} but {', '.join(missing)} not found in {folder}; "
+                "point it at the folder holding both rt-polarity files, or unset it."
+            )
+        return folder
+    staged = (REPO_ROOT.parent / "shared" / "data" / "rt-polarity").resolve()
+    if all((staged / name).is_file() for name in POLARITY_FILES):
+        return staged
+    pytest.skip(f"rt-polarity files not found (set RNN_LIGHTNING_DATA_DIR, or stage them in {staged}).")
