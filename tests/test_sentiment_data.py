@@ -1,0 +1,193 @@
+"""Tests for SentimentDataModule on the real rt-polarity files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnn_lightning.data.polarity import read_reviews
+from rnn_lightning.data.sentiment import PROJECT_ROOT, SentimentDataModule
+from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
+from rnn_lightning.data.vocab import Vocabulary
+
+
+def _ready(polarity_dir: Path, **kwargs: object) -> SentimentDataModule:
+    dm = SentimentDataModule(data_dir=str(polarity_dir), download=False, **kwargs)  # type: ignore[arg-type]
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+@pytest.fixture(scope="module")
+def dm(polarity_dir: Path) -> SentimentDataModule:
+    return _ready(polarity_dir)
+
+
+@pytest.fixture(scope="module")
+def files(polarity_dir: Path) -> tuple[list[str], list[str]]:
+    return read_reviews(polarity_dir)
+
+
+def test_split_sizes_and_labels(dm: SentimentDataModule) -> None:
+    assert dm.train_set is not None and dm.val_set is not None and dm.test_set is not None
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (7200, 800, 2662)
+    for dataset, per_class in ((dm.train_set, 3600), (dm.val_set, 400), (dm.test_set, 1331)):
+        labels = dataset.tensors[2]
+        assert int(labels.sum()) == per_class  # stratified: as many positives as negatives
+        assert set(labels.tolist()) == {0, 1}
+
+
+def test_test_set_is_the_tail_of_each_file(
+    dm: SentimentDataModule, files: tuple[list[str], list[str]]
+) -> None:
+    pos, neg = files
+    assert dm.test_texts == pos[4000:] + neg[4000:]
+    assert dm.test_set is not None
+    assert dm.test_set.tensors[2].tolist() == [1] * 1331 + [0] * 1331
+
+
+def test_validation_is_carved_from_training_only(
+    dm: SentimentDataModule, files: tuple[list[str], list[str]]
+) -> None:
+    pos, neg = files
+    assert sorted(dm.train_texts + dm.val_texts) == sorted(pos[:4000] + neg[:4000])
+    assert not set(dm.val_texts) & set(dm.train_texts)
+    assert not set(dm.val_texts) & set(dm.test_texts)
+
+
+def test_vocabulary_comes_from_training_reviews_only(dm: SentimentDataModule) -> None:
+    assert dm.vocab == Vocabulary.build(tokenize(t) for t in dm.train_texts)
+    train_words = {w for t in dm.train_texts for w in tokenize(t)}
+    test_only = sorted({w for t in dm.test_texts for w in tokenize(t)} - train_words)
+    val_only = sorted({w for t in dm.val_texts for w in tokenize(t)} - train_words)
+    assert test_only and val_only
+    assert dm.vocab.encode(test_only + val_only) == [Vocabulary.UNK] * (len(test_only) + len(val_only))
+    # And the encoded test tensor really holds UNK where such a word stands.
+    row, position = next(
+        (i, tokenize(t).index(w))
+        for i, t in enumerate(dm.test_texts)
+        for w in test_only
+        if w in tokenize(t) and tokenize(t).index(w) < dm.max_len
+    )
+    assert dm.test_set is not None
+    assert int(dm.test_set.tensors[0][row, position]) == Vocabulary.UNK
+
+
+def test_padding_truncation_and_lengths(dm: SentimentDataModule) -> None:
+    assert dm.test_set is not None and dm.vocab is not None
+    tokens, lengths, _ = dm.test_set.tensors  # (N, T), (N,)
+    assert tokens.shape == (2662, 51)
+    assert int(lengths.min()) >= 1 and int(lengths.max()) == 51
+    positions = torch.arange(51)  # (T,)
+    padding = positions[None, :] >= lengths[:, None]  # (N, T)
+    assert bool((tokens[padding] == Vocabulary.PAD).all())
+    assert bool((tokens[~padding] != Vocabulary.PAD).all())
+    for row in [*range(50), *range(2612, 2662)]:
+        ids = dm.vocab.encode(tokenize(dm.test_texts[row]))
+        assert int(lengths[row]) == min(len(ids), 51)
+        assert tokens[row, : lengths[row]].tolist() == ids[:51]
+
+
+def test_long_review_is_cut_at_max_len(polarity_dir: Path, dm: SentimentDataModule) -> None:
+    # Training neg line 310 has 56 whitespace tokens, more with punctuation split.
+    text = dm.train_texts[dm.train_texts.index(read_reviews(polarity_dir)[1][309])]
+    assert len(tokenize(text)) > 51
+    row = dm.train_texts.index(text)
+    assert dm.train_set is not None and dm.vocab is not None
+    assert int(dm.train_set.tensors[1][row]) == 51
+    assert dm.train_set.tensors[0][row].tolist() == dm.vocab.encode(tokenize(text))[:51]
+
+
+def test_batches(dm: SentimentDataModule) -> None:
+    for loader, n in (
+        (dm.train_dataloader(), 7200),
+        (dm.val_dataloader(), 800),
+        (dm.test_dataloader(), 2662),
+    ):
+        batch = next(iter(loader))
+        assert isinstance(batch, tuple) and len(batch) == 3
+        tokens, lengths, labels = batch
+        assert tokens.shape == (64, 51) and lengths.shape == (64,) and labels.shape == (64,)
+        assert tokens.dtype == lengths.dtype == labels.dtype == torch.long
+        assert len(loader) == -(-n // 64)
+    # Validation and test batches come in a fixed order; training batches are shuffled.
+    first_val = next(iter(dm.val_dataloader()))[0]
+    assert torch.equal(first_val, next(iter(dm.val_dataloader()))[0])
+    first_train_labels = next(iter(dm.train_dataloader()))[2]
+    assert 0 < int(first_train_labels.sum()) < 64
+
+
+def test_same_seed_same_data_other_seed_other_split(polarity_dir: Path) -> None:
+    a = _ready(polarity_dir, seed=3, shuffle_before_split=True)
+    b = _ready(polarity_dir, seed=3, shuffle_before_split=True)
+    c = _ready(polarity_dir, seed=4, shuffle_before_split=True)
+    assert a.test_texts == b.test_texts and a.val_texts == b.val_texts
+    assert a.vocab == b.vocab
+    for x, y in zip(next(iter(a.train_dataloader())), next(iter(b.train_dataloader())), strict=True):
+        assert torch.equal(x, y)
+    assert set(a.test_texts) != set(c.test_texts)
+    assert set(a.val_texts) != set(c.val_texts)
+    # Shuffled before the split, the test set is no longer the tail of each file, but still 1331 + 1331.
+    pos, neg = read_reviews(polarity_dir)
+    assert a.test_texts != pos[4000:] + neg[4000:]
+    assert sum(t in set(pos) for t in a.test_texts) == 1331
+
+
+def test_tokenizer_settings(dm: SentimentDataModule) -> None:
+    assert dm.vocab is not None
+    assert dm.tokenizer_settings() == {
+        "max_len": 51,
+        "tokenizer_version": TOKENIZER_VERSION,
+        "vocab_size": len(dm.vocab),
+    }
+    assert 15000 < len(dm.vocab) < 18000
+
+
+def test_before_setup_clear_errors(tmp_path: Path) -> None:
+    dm = SentimentDataModule(data_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"call setup\(\) before tokenizer_settings"):
+        dm.tokenizer_settings()
+    with pytest.raises(RuntimeError, match=r"call setup\(\) before asking for a dataloader"):
+        dm.train_dataloader()
+
+
+def test_relative_data_dir_is_resolved_against_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # Hydra may run a job in another folder
+    dm = SentimentDataModule(data_dir="data/rt-polarity")
+    assert (PROJECT_ROOT / "pyproject.toml").is_file()
+    assert dm.data_dir == PROJECT_ROOT / "data" / "rt-polarity"
+    assert SentimentDataModule(data_dir=str(tmp_path)).data_dir == tmp_path
+
+
+def test_missing_files_without_download(tmp_path: Path) -> None:
+    dm = SentimentDataModule(data_dir=str(tmp_path / "empty"), download=False)
+    with pytest.raises(FileNotFoundError, match="data.download=false"):
+        dm.prepare_data()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"max_len": 0}, "data.max_len must be an integer >= 1, got 0"),
+        ({"batch_size": -4}, "data.batch_size must be an integer >= 1, got -4"),
+        ({"min_freq": 0}, "data.min_freq must be an integer >= 1"),
+        ({"num_workers": -1}, "data.num_workers must be an integer >= 0"),
+        ({"val_size": 0}, "data.val_size must be an integer >= 2"),
+        ({"val_size": 7999}, "use val_size <= 7998"),
+        ({"data_dir": " "}, "data.data_dir is empty"),
+        ({"max_len": 5.5}, "data.max_len must be an integer"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        SentimentDataModule(**kwargs)  # type: ignore[arg-type]
+
+
+def test_train_per_class_must_leave_a_test_set(polarity_dir: Path) -> None:
+    dm = SentimentDataModule(data_dir=str(polarity_dir), train_per_class=5331, download=False)
+    with pytest.raises(ValueError, match="leaves no test reviews: the pos file has 5331 reviews"):
+        dm.setup()
