@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import socket
 import tarfile
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rnn_lightning.data.polarity import NEG_FILE, POS_FILE, ensure_polarity_files, file_sha256
+from rnn_lightning.data.sentiment import SentimentDataModule
 
 TIMEOUT = 5.0
 
@@ -155,6 +157,7 @@ def test_no_network(closed_port_url: str, tmp_path: Path) -> None:
     assert "could not connect to" in str(info.value)
     assert "is the network reachable?" in str(info.value)
     assert "download http://127.0.0.1" in str(info.value)  # the by-hand instructions name the URL
+    assert str(info.value).endswith("or retry where the network can reach the URL.")
     assert not target.exists()
 
 
@@ -200,3 +203,24 @@ def test_only_the_missing_file_is_installed(
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)  # not replaced
     assert (tmp_path / NEG_FILE).read_bytes() == real_bytes[NEG_FILE]
     assert _leftovers(tmp_path) == [NEG_FILE, POS_FILE]
+
+
+def test_datamodule_prepare_data_downloads(server: str, tmp_path: Path) -> None:
+    dm = SentimentDataModule(data_dir=str(tmp_path / "rt"), url=f"{server}/good.tar.gz")
+    dm.prepare_data()
+    assert _leftovers(tmp_path / "rt") == [NEG_FILE, POS_FILE]
+
+
+def test_datamodule_accepts_a_user_copy_with_a_warning(
+    real_bytes: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / POS_FILE).write_bytes(real_bytes[POS_FILE].replace(b"conan", b"cohan", 1))
+    (tmp_path / NEG_FILE).write_bytes(real_bytes[NEG_FILE])
+    _forbid_network(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="rnn_lightning.data.sentiment"):
+        SentimentDataModule(data_dir=str(tmp_path)).prepare_data()
+    assert "rt-polarity.pos differs from the original release" in caplog.text
+    assert "rt-polarity.neg" not in caplog.text

@@ -46,12 +46,16 @@ _MAX_MEMBER_BYTES = 10 * 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 
 
-def _how_to_get_files(data_dir: Path, url: str = OFFICIAL_URL) -> str:
+def _how_to_get_files(data_dir: Path, url: str = OFFICIAL_URL, download_failed: bool = False) -> str:
     """The instructions every error ends with: where the files must go, and how to get them there."""
+    last = (
+        "or retry where the network can reach the URL."
+        if download_failed
+        else "or allow the automatic download (data.download=true) on a machine with network access."
+    )
     return (
         f"To fix: download {url} by hand, extract {POS_FILE} and {NEG_FILE} from it and put both in "
-        f"{data_dir.resolve()} ; or set data.data_dir=... to a folder that already has them; "
-        "or allow the automatic download (data.download=true) on a machine with network access."
+        f"{data_dir.resolve()} ; or set data.data_dir=... to a folder that already has them; " + last
     )
 
 
@@ -202,7 +206,8 @@ def ensure_polarity_files(
         else:
             what = f"writing into {data_dir.resolve()} failed ({err})."
         raise RuntimeError(
-            f"Could not fetch the rt-polarity files: {what} " + _how_to_get_files(data_dir, url)
+            f"Could not fetch the rt-polarity files: {what} "
+            + _how_to_get_files(data_dir, url, download_failed=True)
         ) from err
     log.info("rt-polarity files are in %s", data_dir)
     return data_dir
