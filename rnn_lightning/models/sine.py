@@ -1,0 +1,106 @@
+"""Many-to-many regression: predict the next point of a sine wave, then forecast autoregressively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torchmetrics import MeanMetric, MinMetric
+
+from rnn_lightning.cells import State
+from rnn_lightning.layer import Recurrent
+from rnn_lightning.models.base import RecurrentTask
+from rnn_lightning.models.head import make_head
+from rnn_lightning.plotting import forecast_figure, save_figure
+
+
+class SineForecaster(RecurrentTask):
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 51,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        impl: str = "loop",
+        head_hidden: int = 0,
+        head_activation: str = "tanh",
+        context: int = 500,
+        optim: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(optim)
+        if bidirectional:
+            raise ValueError(
+                "model.bidirectional=true is impossible on the sine task: its autoregressive forecast "
+                "cannot read the future it is predicting. Use model.bidirectional=false."
+            )
+        self.save_hyperparameters(logger=False)
+        self.rnn = Recurrent(cell, 1, hidden_size, num_layers, bidirectional, dropout, impl)
+        self.head = make_head(self.rnn.output_size, 1, head_hidden, head_activation)
+        self.val_mse = MeanMetric()
+        self.val_mse_best = MinMetric()
+        self.test_outputs: list[tuple[Tensor, Tensor]] = []
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """x: (B, T, 1) -> next-point predictions (B, T, 1) and the recurrent state after T steps."""
+        x = x.to(self.head_dtype)
+        out, state = self.rnn(x, state)  # (B, T, H)
+        return self.head(out), state
+
+    @property
+    def head_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @torch.no_grad()
+    def forecast(self, waves: Tensor, context: int) -> Tensor:
+        """Read ``waves[:, :context]``, then feed each prediction back in: (B, L) -> (B, L - context)."""
+        prediction, state = self(waves[:, :context, None])
+        step = prediction[:, -1:]  # (B, 1, 1)
+        steps = [step]
+        for _ in range(waves.shape[1] - context - 1):
+            step, state = self(step, state)
+            steps.append(step)
+        return torch.cat(steps, dim=1).squeeze(-1)  # (B, L - context)
+
+    def training_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        inputs, targets = batch  # (B, T, 1) each
+        prediction, _ = self(inputs)
+        return F.mse_loss(prediction, targets.to(prediction.dtype))
+
+    def validation_step(self, batch: tuple[Tensor], batch_idx: int) -> None:
+        (waves,) = batch
+        forecast = self.forecast(waves, self.hparams.context)
+        self.val_mse(F.mse_loss(forecast, waves[:, self.hparams.context :].to(forecast.dtype)))
+        self.log("val/forecast_mse", self.val_mse, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_mse_best(self.val_mse.compute())
+        self.log("val/forecast_mse_best", self.val_mse_best.compute())
+
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs.clear()
+
+    def test_step(self, batch: tuple[Tensor], batch_idx: int) -> None:
+        (waves,) = batch
+        context = self.hparams.context
+        forecast = self.forecast(waves, context)  # (B, L - context)
+        errors = (forecast - waves[:, context:].to(forecast.dtype)).pow(2).mean(dim=1)  # (B,)
+        self.log("test/forecast_mse", errors.mean())
+        for index, error in enumerate(errors):
+            self.log(f"test/forecast_mse_seq{index}", error)
+        self.test_outputs.append((waves.cpu(), forecast.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        waves = torch.cat([w for w, _ in self.test_outputs]).float().numpy()
+        forecasts = torch.cat([f for _, f in self.test_outputs]).float().numpy()
+        names = [
+            f"test sequence {i}: context {self.hparams.context} points, then forecast"
+            for i in range(len(waves))
+        ]
+        figure = forecast_figure(waves, forecasts, self.hparams.context, names)
+        save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "forecast.png")
+        if self.logger is not None and hasattr(self.logger.experiment, "add_figure"):
+            self.logger.experiment.add_figure("test/forecast", figure, global_step=self.global_step)

@@ -1,0 +1,26 @@
+"""Compose the real config with Hydra's compose API, the way train.py would, for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+FAST_CPU = ["trainer=cpu", "trainer.enable_model_summary=false"]
+TINY_SINE = ["task=sine", "data.length=60", "data.context=30", "model.hidden_size=8"]
+QUICK_LBFGS = "optim.max_iter=4"  # only where the task default (LBFGS) is in use
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The composed config with Hydra's own node set, as inside a real job; outputs under output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*FAST_CPU, *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg

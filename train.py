@@ -1,0 +1,15 @@
+"""Train one model, or sweep many with ``-m``: ``python train.py --help`` lists the choices."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnn_lightning.run import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
