@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from rnn_lightning.callbacks import EpochSummary
 from rnn_lightning.run_record import RunRecord
 
 log = logging.getLogger("rnn_lightning")
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -49,7 +52,10 @@ def train(cfg: DictConfig) -> float | None:
 def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
-    module = build_module(cfg)
+    # Built before the Trainer so that the module can be sized by the data (the vocabulary).
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, **datamodule.model_inputs())
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="best-epoch{epoch:03d}",
@@ -67,9 +73,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> float 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     best = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
     record.update(best_val=best, epochs=trainer.current_epoch)
-    tested = trainer.test(
-        module, datamodule=datamodule, ckpt_path="best" if checkpoint.best_model_path else None
-    )
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
     test_metrics = {name: float(value) for name, value in tested[0].items()}
     hparam_metrics = {f"hparams/{name}": value for name, value in test_metrics.items()}
     hparam_metrics["hparams/best_val"] = math.nan if best is None else best
@@ -79,12 +83,12 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> float 
     return best
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
+def build_module(cfg: DictConfig, **data_inputs: Any) -> L.LightningModule:
     """The task's LightningModule from plain values only, so its checkpoint loads with weights_only=True."""
     arguments = OmegaConf.to_container(cfg.module, resolve=True)
     module_class = get_class(arguments.pop("_target_"))
     # The optimizer config stays data; the module builds the optimizer in configure_optimizers.
-    return module_class(**arguments, optim=OmegaConf.to_container(cfg.optim, resolve=True))
+    return module_class(**arguments, **data_inputs, optim=OmegaConf.to_container(cfg.optim, resolve=True))
 
 
 def last_checkpoint(output_dir: Path) -> ModelCheckpoint:

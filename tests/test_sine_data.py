@@ -33,7 +33,7 @@ def test_split_batches_and_targets_are_one_step_ahead():
     # Every training pair is some training sequence shifted by one step.
     rows = [int(torch.argmin((train[:, :-1] - inp.squeeze(-1)).abs().sum(1))) for inp in inputs]
     assert sorted(rows) == list(range(98))
-    for inp, tgt, row in zip(inputs, targets, rows):
+    for tgt, row in zip(targets, rows):
         torch.testing.assert_close(tgt.squeeze(-1), train[row, 1:], rtol=0, atol=0)
     (test,) = next(iter(dm.test_dataloader()))
     torch.testing.assert_close(test, dm.waves[98:], rtol=0, atol=0)

@@ -259,3 +259,8 @@ class SentimentDataModule(L.LightningDataModule):
             "tokenizer_version": TOKENIZER_VERSION,
             "vocab_size": len(self.vocab),
         }
+
+    def model_inputs(self) -> dict[str, Any]:
+        """What the classifier is built with besides its config: the vocabulary and how text was encoded."""
+        settings = self.tokenizer_settings()
+        return {"vocab_size": settings["vocab_size"], "vocab": list(self.vocab.itos), "tokenizer": settings}

@@ -52,6 +52,10 @@ class SineDataModule(L.LightningDataModule):
         hp = self.hparams
         self.waves = sine_waves(hp.n_sequences, hp.length, hp.period, hp.max_shift, hp.seed)  # (N, L)
 
+    def model_inputs(self) -> dict:
+        """Nothing the forecaster needs beyond its config."""
+        return {}
+
     @property
     def train_waves(self) -> torch.Tensor:
         return self.waves[: self.hparams.n_train]  # (n_train, L)

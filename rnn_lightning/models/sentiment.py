@@ -1,0 +1,154 @@
+"""Many-to-one classification of movie reviews: embedding -> recurrent layer -> readout -> head."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import BinaryAccuracy, BinaryConfusionMatrix, BinaryF1Score
+
+from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.layer import Recurrent
+from rnn_lightning.models.base import RecurrentTask
+from rnn_lightning.models.head import make_head
+from rnn_lightning.models.readout import READOUTS, last_state, pool
+from rnn_lightning.plotting import confusion_figure, save_figure
+
+log = logging.getLogger("rnn_lightning")
+LABELS = ["negative", "positive"]
+
+
+class SentimentClassifier(RecurrentTask):
+    """``vocab`` (the words, index order) is needed to train and to read new text; it travels in the
+    checkpoint beside the weights rather than in the hyperparameters, which stay small enough for
+    TensorBoard's hparams view. ``embeddings`` names pretrained vectors ("kumo" or a GloVe text file)
+    used to initialise the embedding when a model is first built, never when one is loaded."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        impl: str = "loop",
+        embedding_dim: int = 50,
+        embeddings: str | None = None,
+        freeze_embeddings: bool = False,
+        embedding_dropout: float = 0.0,
+        readout: str = "last",
+        head_hidden: int = 0,
+        head_activation: str = "relu",
+        head_dropout: float = 0.0,
+        tokenizer: dict[str, Any] | None = None,
+        vocab: list[str] | None = None,
+        optim: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(optim)
+        if readout not in READOUTS:
+            raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}")
+        self.save_hyperparameters(ignore=["vocab"], logger=False)
+        self.vocab = vocab
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=Vocabulary.PAD)
+        if embeddings and vocab is not None:
+            self._load_pretrained(embeddings, vocab)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
+        self.head = make_head(self.rnn.output_size, len(LABELS), head_hidden, head_activation, head_dropout)
+        self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
+        self.val_loss, self.test_f1 = MeanMetric(), BinaryF1Score()
+        self.val_acc_best = MaxMetric()
+        self.test_confusion = BinaryConfusionMatrix()
+        self.test_predictions: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def _load_pretrained(self, source: str, vocab: list[str]) -> None:
+        from rnn_lightning.data.glove import load_glove_vectors
+
+        if len(vocab) != self.embedding.num_embeddings:
+            raise ValueError(f"vocab has {len(vocab)} words but vocab_size={self.embedding.num_embeddings}")
+        vectors, coverage = load_glove_vectors(Vocabulary(vocab), source, dim=self.embedding.embedding_dim)
+        self.embedding.weight.data.copy_(vectors)
+        log.info("pretrained embeddings from %s cover %.1f%% of the vocabulary", source, 100 * coverage)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """tokens: (B, T) word ids, right-padded; lengths: (B,) real tokens -> logits (B, 2)."""
+        x = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
+        outputs, state = self.rnn(x, lengths=lengths)  # (B, T, D * H)
+        if self.hparams.readout == "last":
+            features = last_state(state[0], self.rnn.directions)  # (B, D * H)
+        else:
+            features = pool(outputs, lengths, self.hparams.readout)  # (B, D * H)
+        return self.head(features)
+
+    def training_loss(self, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        tokens, lengths, labels = batch
+        logits = self(tokens, lengths)
+        self.train_acc(logits.argmax(dim=1), labels)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return F.cross_entropy(logits, labels)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        tokens, lengths, labels = batch
+        logits = self(tokens, lengths)
+        self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
+        self.val_acc(logits.argmax(dim=1), labels)
+        self.log("val/loss", self.val_loss, prog_bar=False)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions.clear()
+
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        tokens, lengths, labels = batch
+        probabilities = self(tokens, lengths).softmax(dim=1)  # (B, 2)
+        predictions = probabilities.argmax(dim=1)
+        for metric in (self.test_acc, self.test_f1, self.test_confusion):
+            metric.update(predictions, labels)
+        self.log("test/acc", self.test_acc)
+        self.log("test/f1", self.test_f1)
+        self.test_predictions.append((predictions.cpu(), probabilities[:, 1].cpu(), labels.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self.test_confusion.compute().cpu().numpy()
+        self.test_confusion.reset()
+        figure = confusion_figure(matrix, LABELS)
+        save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "confusion.png")
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_figure"):
+            experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step)
+            table = self.misclassified_table()
+            if table:
+                experiment.add_text("test/misclassified", table, global_step=self.global_step)
+
+    def misclassified_table(self, limit: int = 50) -> str:
+        """A markdown table of the test reviews the model got wrong, most confident mistakes first."""
+        texts = getattr(getattr(self.trainer, "datamodule", None), "test_texts", None)
+        if not texts or not self.test_predictions:
+            return ""
+        predictions, positive, labels = (torch.cat(parts) for parts in zip(*self.test_predictions))
+        wrong = (predictions != labels).nonzero().flatten().tolist()
+        wrong.sort(key=lambda i: -abs(float(positive[i]) - 0.5))
+        rows = ["| review | true | predicted | p(positive) |", "|---|---|---|---|"]
+        for i in wrong[:limit]:
+            text = texts[i].replace("|", "\\|")
+            rows.append(
+                f"| {text} | {LABELS[labels[i]]} | {LABELS[predictions[i]]} | {float(positive[i]):.3f} |"
+            )
+        return "\n".join(rows)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vocabulary"] = self.vocab
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.vocab = checkpoint.get("vocabulary")
