@@ -122,7 +122,8 @@ def run_name() -> str:
     """The job's overrides (``batch=200,optim=adam``), so TensorBoard names each sweep job by what differs."""
     if not HydraConfig.initialized():
         return "default"
-    return HydraConfig.get().job.override_dirname or "default"
+    # A "/" in an override value (a path) would nest folders; keep the run one folder deep.
+    return (HydraConfig.get().job.override_dirname or "default").replace("/", "_")
 
 
 def job_overrides() -> list[str]:

@@ -1,0 +1,60 @@
+"""The sentiment classifier: padding never changes a prediction, readouts, checkpoint with vocabulary."""
+
+import lightning as L
+import pytest
+import torch
+
+from rnn_lightning.models.readout import pool
+from rnn_lightning.models.sentiment import SentimentClassifier
+
+VOCAB = ["<pad>", "<unk>", "good", "bad", "film", "a", "very"]
+
+
+def classifier(**kwargs):
+    torch.manual_seed(0)
+    settings = {"max_len": 8, "tokenizer_version": "v1", "vocab_size": len(VOCAB)}
+    return SentimentClassifier(
+        vocab_size=len(VOCAB), vocab=VOCAB, tokenizer=settings, hidden_size=6, embedding_dim=4, **kwargs
+    ).eval()
+
+
+@pytest.mark.parametrize("readout", ["last", "mean", "max"])
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True), ("rnn", True)])
+def test_extra_padding_does_not_change_the_output(cell, bidirectional, readout):
+    model = classifier(cell=cell, bidirectional=bidirectional, readout=readout, num_layers=2)
+    tokens = torch.tensor([[5, 6, 2, 4], [3, 4, 0, 0]])  # (B, T), the second review right-padded
+    lengths = torch.tensor([4, 2])
+    logits = model(tokens, lengths)
+    assert logits.shape == (2, 2)
+    longer = torch.cat([tokens, torch.zeros(2, 7, dtype=torch.long)], dim=1)  # 7 more pad positions
+    torch.testing.assert_close(model(longer, lengths), logits, rtol=0, atol=1e-6)
+    # And the second review alone, unpadded, gets the same logits as inside the padded batch.
+    torch.testing.assert_close(model(tokens[1:, :2], lengths[1:]), logits[1:], rtol=0, atol=1e-6)
+
+
+def test_pooling_reads_real_steps_only():
+    outputs = torch.tensor([[[1.0], [3.0], [100.0]], [[-2.0], [-4.0], [-6.0]]])  # (B=2, T=3, F=1)
+    lengths = torch.tensor([2, 3])
+    torch.testing.assert_close(pool(outputs, lengths, "mean"), torch.tensor([[2.0], [-4.0]]))
+    torch.testing.assert_close(pool(outputs, lengths, "max"), torch.tensor([[3.0], [-2.0]]))
+    with pytest.raises(ValueError, match="unknown readout 'median'"):
+        pool(outputs, lengths, "median")
+
+
+def test_frozen_embeddings_do_not_train():
+    model = classifier(freeze_embeddings=True)
+    assert not model.embedding.weight.requires_grad
+    assert model.embedding.weight[0].abs().sum() == 0  # <pad> row
+
+
+def test_checkpoint_carries_vocabulary_and_tokenizer_settings(tmp_path):
+    model = classifier(cell="gru", head_hidden=5, head_activation="sigmoid")
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", max_epochs=0)
+    trainer.strategy.connect(model)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = SentimentClassifier.load_from_checkpoint(path, weights_only=True).eval()
+    assert loaded.vocab == VOCAB
+    assert loaded.hparams.tokenizer["max_len"] == 8 and "vocab" not in loaded.hparams
+    tokens, lengths = torch.tensor([[2, 4, 0]]), torch.tensor([2])
+    torch.testing.assert_close(loaded(tokens, lengths), model(tokens, lengths), rtol=0, atol=0)
