@@ -30,9 +30,7 @@ class RecurrentCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(
-                f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}"
-            )
+            raise ValueError(f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         gates = self.num_gates * hidden_size

@@ -85,9 +85,7 @@ class Recurrent(nn.Module):
     def output_size(self) -> int:
         return self.hidden_size * self.directions
 
-    def forward(
-        self, x: Tensor, state: State | None = None, lengths: Tensor | None = None
-    ) -> tuple[Tensor, State]:
+    def forward(self, x: Tensor, state: State | None = None, lengths: Tensor | None = None) -> tuple[Tensor, State]:
         """x: (B, T, I); state: per component (L * D, B, H); lengths: (B,) real steps per sequence."""
         self._check_inputs(x, lengths)
         if lengths is not None:
@@ -110,9 +108,7 @@ class Recurrent(nn.Module):
 
     def _check_inputs(self, x: Tensor, lengths: Tensor | None) -> None:
         if x.dim() != 3 or x.shape[2] != self.input_size:
-            raise ValueError(
-                f"expected input of shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input of shape (batch, time, {self.input_size}), got {tuple(x.shape)}")
         if lengths is None:
             return
         if lengths.shape != (x.shape[0],):

@@ -40,9 +40,7 @@ def parse_arguments(argv: list[str]) -> tuple[Path, list[str]]:
 def load_classifier(ckpt_path: Path) -> SentimentClassifier:
     hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
     if "vocab_size" not in hparams:
-        raise SystemExit(
-            f"{ckpt_path} is not a sentiment checkpoint (it has no vocabulary); train with task=sentiment"
-        )
+        raise SystemExit(f"{ckpt_path} is not a sentiment checkpoint (it has no vocabulary); train with task=sentiment")
     model = SentimentClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     version = (model.hparams.tokenizer or {}).get("tokenizer_version")
     if version != TOKENIZER_VERSION:

@@ -168,9 +168,7 @@ def _markdown_line(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-def render_markdown(
-    root: Path, rows: list[JobRow], groups: list[Group], references: list[Reference] | None
-) -> str:
+def render_markdown(root: Path, rows: list[JobRow], groups: list[Group], references: list[Reference] | None) -> str:
     """The whole report.md: a status summary, the jobs table, and the seed groups when there are any."""
     test_names = reported_test_metrics(rows)
     parts = [

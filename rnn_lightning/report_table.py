@@ -275,9 +275,7 @@ class Group:
     @property
     def representative(self) -> JobRow:
         """The row whose settings speak for the group: a completed one, else one with known params."""
-        return next(
-            (r for r in self.rows if r.ok), next((r for r in self.rows if r.params_known), self.rows[0])
-        )
+        return next((r for r in self.rows if r.ok), next((r for r in self.rows if r.params_known), self.rows[0]))
 
     @property
     def overrides(self) -> list[str]:
@@ -348,9 +346,7 @@ def reported_test_metrics(rows: list[JobRow]) -> list[str]:
 # ---------------------------------------------------------------- reference figures
 
 REFERENCE_KEYS = {"match", "metric", "value", "source"}
-REFERENCE_EXAMPLE = (
-    "- {match: {model: rnn, optim: sgdm, batch: 200}, metric: test/acc, value: 0.713, source: paper}"
-)
+REFERENCE_EXAMPLE = "- {match: {model: rnn, optim: sgdm, batch: 200}, metric: test/acc, value: 0.713, source: paper}"
 
 
 @dataclass(frozen=True)

@@ -107,9 +107,7 @@ def extra_callbacks(cfg: DictConfig) -> list[L.Callback]:
     callbacks: list[L.Callback] = [RichProgressBar() if is_terminal() else EpochSummary()]
     if cfg.early_stopping_patience:
         callbacks.append(
-            EarlyStopping(
-                monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience
-            )
+            EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)
         )
     return callbacks
 

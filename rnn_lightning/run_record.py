@@ -39,9 +39,7 @@ class RunRecord:
 
     def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
         wall = round(time.monotonic() - self.started, 2)
-        self.update(
-            status=status, error=None if error is None else first_line(error), wall_seconds=wall, **fields
-        )
+        self.update(status=status, error=None if error is None else first_line(error), wall_seconds=wall, **fields)
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,20 +65,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, real_bytes: dict[str, bytes
     (root / "good.tar.gz").write_bytes(good)
     # Flip bytes in the middle of the compressed stream.
     middle = len(good) // 2
-    (root / "corrupted.tar.gz").write_bytes(
-        good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 64])
-    )
+    (root / "corrupted.tar.gz").write_bytes(good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 64]))
     # Same line count, one letter changed: only the checksum can tell.
     (root / "modified.tar.gz").write_bytes(
         _tar_gz({f"d/{POS_FILE}": pos.replace(b"conan", b"cohan", 1), f"d/{NEG_FILE}": neg})
     )
     (root / "short.tar.gz").write_bytes(_tar_gz({f"d/{POS_FILE}": b"one review\n", f"d/{NEG_FILE}": neg}))
-    (root / "evil.tar.gz").write_bytes(
-        _tar_gz({"../evil": b"owned\n", f"d/{POS_FILE}": pos, f"d/{NEG_FILE}": neg})
-    )
-    (root / "link.tar.gz").write_bytes(
-        _tar_gz({f"d/{NEG_FILE}": neg}, links={f"d/{POS_FILE}": "/etc/passwd"})
-    )
+    (root / "evil.tar.gz").write_bytes(_tar_gz({"../evil": b"owned\n", f"d/{POS_FILE}": pos, f"d/{NEG_FILE}": neg}))
+    (root / "link.tar.gz").write_bytes(_tar_gz({f"d/{NEG_FILE}": neg}, links={f"d/{POS_FILE}": "/etc/passwd"}))
     (root / "no_neg.tar.gz").write_bytes(_tar_gz({f"d/{POS_FILE}": pos}))
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
@@ -111,12 +105,8 @@ def test_download_installs_both_files(server: str, tmp_path: Path) -> None:
     result = ensure_polarity_files(target, url=f"{server}/good.tar.gz", timeout=TIMEOUT)
     assert result == target
     assert _leftovers(target) == [NEG_FILE, POS_FILE]  # no README, no scratch folder
-    assert (
-        file_sha256(target / POS_FILE) == "d79ef14009bbf87cd6be21f91c3ea1a3cbcb73b34dfb4231aef7bbcd7677abc4"
-    )
-    assert (
-        file_sha256(target / NEG_FILE) == "4af43bf489620b498a0852c5a8c6a535155dec7985fdfea782b8f7756b957ccc"
-    )
+    assert file_sha256(target / POS_FILE) == "d79ef14009bbf87cd6be21f91c3ea1a3cbcb73b34dfb4231aef7bbcd7677abc4"
+    assert file_sha256(target / NEG_FILE) == "4af43bf489620b498a0852c5a8c6a535155dec7985fdfea782b8f7756b957ccc"
 
 
 @pytest.mark.parametrize(
@@ -193,9 +183,7 @@ def test_present_copy_with_other_bytes(
     assert (tmp_path / NEG_FILE).read_bytes() == edited
 
 
-def test_only_the_missing_file_is_installed(
-    server: str, real_bytes: dict[str, bytes], tmp_path: Path
-) -> None:
+def test_only_the_missing_file_is_installed(server: str, real_bytes: dict[str, bytes], tmp_path: Path) -> None:
     (tmp_path / POS_FILE).write_bytes(real_bytes[POS_FILE])
     before = (tmp_path / POS_FILE).stat()
     ensure_polarity_files(tmp_path, url=f"{server}/good.tar.gz", timeout=TIMEOUT)

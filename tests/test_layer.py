@@ -28,9 +28,7 @@ def test_layer_matches_torch(kind, num_layers, bidirectional):
     ours, theirs = make_pair(kind, num_layers, bidirectional)
     x = torch.randn(B, T, I, dtype=torch.float64)
     directions = 2 if bidirectional else 1
-    state = tuple(
-        torch.randn(num_layers * directions, B, H, dtype=torch.float64) for _ in range(ours.state_size)
-    )
+    state = tuple(torch.randn(num_layers * directions, B, H, dtype=torch.float64) for _ in range(ours.state_size))
     out, final = ours(x, state)
     expected_out, expected_final = theirs(x, state if kind == "lstm" else state[0])
     assert out.shape == (B, T, H * directions)

@@ -55,9 +55,7 @@ def test_first_and_last_reviews(reviews: tuple[list[str], list[str]]) -> None:
 def test_cp1252_bytes_are_decoded(reviews: tuple[list[str], list[str]]) -> None:
     pos, neg = reviews
     assert neg[31] == "the action clichés just pile up ."  # byte 0xe9
-    assert (
-        neg[3520] == "…its solemn pretension prevents us from sharing the awe in which it holds itself ."
-    )  # 0x85
+    assert neg[3520] == "…its solemn pretension prevents us from sharing the awe in which it holds itself ."  # 0x85
     assert pos[272].startswith("münch's genuine insight")
     # Read as latin-1, 0x85 would become the control character U+0085 instead of "…".
     assert not any("\x85" in r for r in pos + neg)

@@ -124,9 +124,7 @@ def test_markdown_formats_numbers_and_escapes_pipes(tmp_path):
     markdown = build_report(root, tensorboard=False).markdown
     lines = markdown.splitlines()
     assert lines[2] == "8 jobs: 6 ok, 1 failed, 1 missing."
-    row_0 = (
-        "| 0 | optim=adam batch=50 | sentiment | lstm | adam | 50 | 0.001 | 200 | 12 | 42 | val/acc | 0.781 |"
-    )
+    row_0 = "| 0 | optim=adam batch=50 | sentiment | lstm | adam | 50 | 0.001 | 200 | 12 | 42 | val/acc | 0.781 |"
     assert row_0 + " 0.772 | 0.768 |  | 83.2 | completed |  |" in lines
     assert any(line.startswith("| 2 |") and "| 90.1 |" in line for line in lines)
     assert any(line.startswith("| 3 |") and "| 7.2e-06 |" in line for line in lines)
@@ -151,14 +149,11 @@ def test_seeds_are_grouped_with_mean_and_sample_std(tmp_path):
     assert (wall.n, wall.mean, wall.std) == (2, 52.0, pytest.approx(math.sqrt(2)))
     assert result.groups[0].stats("test/acc") == Stats(1, 0.772, None)
     header, _, *lines = result.markdown.split("## Grouped over seeds")[1].strip().splitlines()[2:]
-    assert header.startswith(
-        "| overrides (without seed) | task | model | optim | batch | lr | seeds | jobs | n |"
-    )
+    assert header.startswith("| overrides (without seed) | task | model | optim | batch | lr | seeds | jobs | n |")
     gru_line = "| model=gru | sentiment | gru | adam | 100 | 0.001 | 1, 2, 3 | 2 ok, 1 failed | 2 | val/acc |"
     assert gru_line + " 0.82 ± 0.02828 | 0.81 ± 0.02828 |  |  | 52.0 ± 1.4 |" in lines
-    assert (
-        "| optim=adam batch=50 | sentiment | lstm | adam | 50 | 0.001 | 42 | 1 ok | 1 | val/acc | 0.781 ± – |"
-        in (result.markdown)
+    assert "| optim=adam batch=50 | sentiment | lstm | adam | 50 | 0.001 | 42 | 1 ok | 1 | val/acc | 0.781 ± – |" in (
+        result.markdown
     )
 
 
@@ -248,9 +243,7 @@ def test_reference_column(tmp_path):
     course = "test/acc 0.713 (course report)"
     expected = ["", "", "", "test/acc 0.65 (reference)", course, course, course, ""]
     assert [row["reference"] for row in rows] == expected
-    assert (
-        f"| 2 | val/acc | 0.82 ± 0.02828 | 0.81 ± 0.02828 |  |  | 52.0 ± 1.4 | {course} |" in result.markdown
-    )
+    assert f"| 2 | val/acc | 0.82 ± 0.02828 | 0.81 ± 0.02828 |  |  | 52.0 ± 1.4 | {course} |" in result.markdown
 
 
 def test_reference_file_in_json_is_read_the_same(tmp_path):

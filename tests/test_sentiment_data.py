@@ -39,18 +39,14 @@ def test_split_sizes_and_labels(dm: SentimentDataModule) -> None:
         assert set(labels.tolist()) == {0, 1}
 
 
-def test_test_set_is_the_tail_of_each_file(
-    dm: SentimentDataModule, files: tuple[list[str], list[str]]
-) -> None:
+def test_test_set_is_the_tail_of_each_file(dm: SentimentDataModule, files: tuple[list[str], list[str]]) -> None:
     pos, neg = files
     assert dm.test_texts == pos[4000:] + neg[4000:]
     assert dm.test_set is not None
     assert dm.test_set.tensors[2].tolist() == [1] * 1331 + [0] * 1331
 
 
-def test_validation_is_carved_from_training_only(
-    dm: SentimentDataModule, files: tuple[list[str], list[str]]
-) -> None:
+def test_validation_is_carved_from_training_only(dm: SentimentDataModule, files: tuple[list[str], list[str]]) -> None:
     pos, neg = files
     assert sorted(dm.train_texts + dm.val_texts) == sorted(pos[:4000] + neg[:4000])
     assert not set(dm.val_texts) & set(dm.train_texts)
@@ -153,9 +149,7 @@ def test_before_setup_clear_errors(tmp_path: Path) -> None:
         dm.train_dataloader()
 
 
-def test_relative_data_dir_is_resolved_against_the_project(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_data_dir_is_resolved_against_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # Hydra may run a job in another folder
     dm = SentimentDataModule(data_dir="data/rt-polarity")
     assert (PROJECT_ROOT / "pyproject.toml").is_file()

@@ -35,9 +35,7 @@ def encode_batch(texts: Sequence[str], vocab: Vocabulary, max_len: int) -> tuple
         raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}.")
     if isinstance(texts, str):
         # Iterating a str would silently encode each character as its own review.
-        raise ValueError(
-            "encode_batch needs a list of reviews, got one str; wrap it: encode_batch([text], ...)."
-        )
+        raise ValueError("encode_batch needs a list of reviews, got one str; wrap it: encode_batch([text], ...).")
     tokens = torch.full((len(texts), max_len), Vocabulary.PAD, dtype=torch.long)  # (B, T)
     lengths = torch.empty(len(texts), dtype=torch.long)  # (B,)
     for row, text in enumerate(texts):

@@ -117,9 +117,7 @@ def _kumo_files() -> tuple[str, str]:
     try:
         data = resources.files(_KUMO_PACKAGE) / "data"
     except ModuleNotFoundError as err:
-        raise GloveNotInstalledError(
-            f"GloVe source 'kumo' needs an optional package. {_INSTALL_HINT}"
-        ) from err
+        raise GloveNotInstalledError(f"GloVe source 'kumo' needs an optional package. {_INSTALL_HINT}") from err
     matrix = data / "glove_6B_50d_emb.npy"
     index = data / "glove_6B_index.parquet"
     if not (matrix.is_file() and index.is_file()):
@@ -143,9 +141,7 @@ def _fill_from_text_file(vocab: Vocabulary, weights: torch.Tensor, path: Path, d
         try:
             weights[i] = torch.tensor([float(v) for v in values])
         except ValueError as err:
-            raise ValueError(
-                f"{path}, line {line_no}: the vector of {word!r} has a non-number ({err})."
-            ) from err
+            raise ValueError(f"{path}, line {line_no}: the vector of {word!r} has a non-number ({err}).") from err
         filled.add(i)
     return filled
 

@@ -144,9 +144,7 @@ def read_reviews(data_dir: str | os.PathLike[str]) -> tuple[list[str], list[str]
         )
     missing = missing_polarity_files(data_dir)
     if missing:
-        raise FileNotFoundError(
-            f"{', '.join(missing)} missing in {data_dir.resolve()}. " + _how_to_get_files(data_dir)
-        )
+        raise FileNotFoundError(f"{', '.join(missing)} missing in {data_dir.resolve()}. " + _how_to_get_files(data_dir))
     return _read_review_file(data_dir / POS_FILE), _read_review_file(data_dir / NEG_FILE)
 
 
@@ -201,13 +199,9 @@ def ensure_polarity_files(
     except (_FetchError, OSError) as err:
         if created_dir:
             _remove_if_empty(data_dir)
-        if isinstance(err, _FetchError):
-            what = str(err)
-        else:
-            what = f"writing into {data_dir.resolve()} failed ({err})."
+        what = str(err) if isinstance(err, _FetchError) else f"writing into {data_dir.resolve()} failed ({err})."
         raise RuntimeError(
-            f"Could not fetch the rt-polarity files: {what} "
-            + _how_to_get_files(data_dir, url, download_failed=True)
+            f"Could not fetch the rt-polarity files: {what} " + _how_to_get_files(data_dir, url, download_failed=True)
         ) from err
     log.info("rt-polarity files are in %s", data_dir)
     return data_dir
@@ -243,9 +237,7 @@ def _download(url: str, target: Path, timeout: float) -> None:
             while chunk := response.read(_CHUNK_BYTES):
                 size += len(chunk)
                 if size > _MAX_DOWNLOAD_BYTES:
-                    raise _FetchError(
-                        f"{url} sent more than {_MAX_DOWNLOAD_BYTES} bytes; this is not the tarball."
-                    )
+                    raise _FetchError(f"{url} sent more than {_MAX_DOWNLOAD_BYTES} bytes; this is not the tarball.")
                 out.write(chunk)
     except urllib.error.HTTPError as err:
         raise _FetchError(f"the server answered HTTP {err.code} ({err.reason}) for {url}.") from err

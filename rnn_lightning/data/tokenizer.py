@@ -100,8 +100,7 @@ def tokenize(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(
-            f"tokenize() needs a str, got {type(text).__name__}; decode bytes first "
-            "(the rt-polarity files are cp1252)."
+            f"tokenize() needs a str, got {type(text).__name__}; decode bytes first (the rt-polarity files are cp1252)."
         )
     text = unicodedata.normalize("NFC", text)
     text = _NUMERIC_ENTITY.sub(_decode_numeric_entity, text)

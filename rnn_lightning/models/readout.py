@@ -19,9 +19,7 @@ def last_state(final_h: Tensor, directions: int) -> Tensor:
 
 def pool(outputs: Tensor, lengths: Tensor, how: str) -> Tensor:
     """Mean or max over the real steps only: (B, T, F) -> (B, F)."""
-    valid = (
-        torch.arange(outputs.shape[1], device=outputs.device) < lengths.to(outputs.device)[:, None]
-    )  # (B, T)
+    valid = torch.arange(outputs.shape[1], device=outputs.device) < lengths.to(outputs.device)[:, None]  # (B, T)
     valid = valid.unsqueeze(-1)  # (B, T, 1)
     if how == "mean":
         return (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)

@@ -142,9 +142,7 @@ class SentimentClassifier(RecurrentTask):
         rows = ["| review | true | predicted | p(positive) |", "|---|---|---|---|"]
         for i in wrong[:limit]:
             text = texts[i].replace("|", "\\|")
-            rows.append(
-                f"| {text} | {LABELS[labels[i]]} | {LABELS[predictions[i]]} | {float(positive[i]):.3f} |"
-            )
+            rows.append(f"| {text} | {LABELS[labels[i]]} | {LABELS[predictions[i]]} | {float(positive[i]):.3f} |")
         return "\n".join(rows)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -96,10 +96,7 @@ class SineForecaster(RecurrentTask):
     def on_test_epoch_end(self) -> None:
         waves = torch.cat([w for w, _ in self.test_outputs]).float().numpy()
         forecasts = torch.cat([f for _, f in self.test_outputs]).float().numpy()
-        names = [
-            f"test sequence {i}: context {self.hparams.context} points, then forecast"
-            for i in range(len(waves))
-        ]
+        names = [f"test sequence {i}: context {self.hparams.context} points, then forecast" for i in range(len(waves))]
         figure = forecast_figure(waves, forecasts, self.hparams.context, names)
         save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "forecast.png")
         if self.logger is not None and hasattr(self.logger.experiment, "add_figure"):
