@@ -25,6 +25,7 @@ def test_fast_dev_run_through_the_composed_config(model, tmp_path):
     assert record["status"] == "completed"
     assert record["params"]["model"] == model and record["params"]["optim"] == "lbfgs"
     assert record["test"]["test/forecast_mse"] >= 0.0
+    assert 0.0 < record["test"]["test/train_mse"] < 10.0  # one-step MSE on the training waves (values in [-1, 1])
     assert (tmp_path / "figures" / "forecast.png").stat().st_size > 10_000
 
 
