@@ -4,7 +4,7 @@ ARGS ?=
 DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-glove train train-sine sweep tensorboard test test-full bench report lint format clean
+.PHONY: help install install-glove train train-sine sweep tensorboard test test-full bench report reproduce reproduce-quick lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ bench: ## Speed of loop vs fused vs torch.nn cells (ARGS="--quick" for a short r
 
 report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
 	$(PYTHON) -m rnn_lightning.report $(DIR)
+
+reproduce: ## Rerun the course report's experiments and more; one report in reproduce/DATE_TIME/
+	$(PYTHON) -m rnn_lightning.reproduce $(ARGS)
+
+reproduce-quick: ## The same sweeps on a sliver of the data: a smoke check in a few minutes
+	$(PYTHON) -m rnn_lightning.reproduce --quick $(ARGS)
 
 lint: ## Ruff lint and format check
 	$(PYTHON) -m ruff check rnn_lightning tests train.py
