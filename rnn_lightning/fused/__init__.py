@@ -1,0 +1,29 @@
+"""Fast direction runners: the cells' own parameters, a hand-written forward and backward through time.
+
+``run_fused`` has the signature of ``rnn_lightning.layer.run_loop``; ``scan.py`` holds the engine and
+``rnn.py`` / ``lstm.py`` / ``gru.py`` the per-step arithmetic of each cell kind.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from rnn_lightning.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, State
+from rnn_lightning.fused.gru import GRUKernel
+from rnn_lightning.fused.lstm import LSTMKernel
+from rnn_lightning.fused.rnn import RNNKernel
+from rnn_lightning.fused.scan import Kernel, run_scan
+
+__all__ = ["run_fused"]
+
+KERNELS: dict[type[RecurrentCell], Kernel] = {RNNCell: RNNKernel(), LSTMCell: LSTMKernel(), GRUCell: GRUKernel()}
+
+
+def run_fused(
+    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None = None, reverse: bool = False
+) -> tuple[Tensor, State]:
+    """(B, T, I) -> outputs (B, T, H) and final state, like ``run_loop`` but fused."""
+    kernel = KERNELS.get(type(cell))
+    if kernel is None:
+        raise TypeError(f"no fused path for {type(cell).__name__}")
+    return run_scan(kernel, cell, x, state, lengths, reverse)

@@ -1,0 +1,269 @@
+"""The scan engine shared by the fused RNN, LSTM and GRU: time blocks, projections, BPTT bookkeeping.
+
+A ``Kernel`` (one per cell kind) owns the per-step arithmetic in its own *internal coordinates* (gate
+order, scalings and state transforms chosen so that each step needs few, cheap ops); this engine owns
+everything else:
+
+* forward, block by block: project the inputs of the block's steps in one matmul, bias folded in,
+  straight into the block's gate buffer; the kernel then adds ``h @ U'^T`` in place per step
+  (``addmm_``: no copy of the input term) and applies its activations;
+* backward (a ``torch.autograd.Function``; no autograd graph inside), block by block in reverse: the
+  kernel turns the saved activations into per-step coefficients (vectorised over the block), runs the
+  reverse recurrence writing the gate gradients ``dP`` over them, and the engine accumulates
+  ``dU' += dP_h^T h_prev``, ``dW' += dP_x^T x``, ``db' += sum dP`` and ``dx = dP_x W'``, one matmul
+  each per block, while ``dP`` is still in cache.
+
+Coordinate changes (gate order, scalings, bias folding, state transforms) happen outside the Function
+in plain differentiable ops on small tensors, so autograd maps the gradients back for free.
+Nothing in the loops reads a value back to the host, so the same code runs asynchronously on CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from rnn_lightning.cells import RecurrentCell, State
+from rnn_lightning.fused.common import Slots, block_steps, padding_mask
+
+
+@dataclass
+class Forward:
+    """What a kernel's forward block needs besides its buffers."""
+
+    weight_t: Tensor  # U'^T (H, h columns)
+    carry: list[Tensor]  # per state component, the state the next step reads
+    scratch: Tensor  # (B, H)
+
+
+@dataclass
+class Backward:
+    """The reverse recurrence's running values, handed from step to step and block to block."""
+
+    weight: Tensor  # U' (h columns, H)
+    d_final: Tensor | None  # gradient of the final state's first component
+    dh_bufs: tuple[Tensor, Tensor]  # this step's dh and the next one's, alternating
+    base: Tensor  # (B, H) scratch
+    d_out: tuple[Tensor, ...] | None = None  # the current block's (B, H) output gradients
+    dp_next: Tensor | None = None  # h columns of dP of the step after this one (forward order)
+    dh_next: Tensor | None = None  # its dh
+    through_next: Tensor | None = None  # its d h_next / d h along the direct path; None: zero
+    count: int = 0
+    extra: dict[str, Tensor] = field(default_factory=dict)  # kernel-specific running values
+
+    def incoming(self, j: int) -> Tensor:
+        """dh of step j: d_out_j + through_next dh_next + dP_next U' (plus the final-state gradient
+        on the last step in time)."""
+        into = self.d_out[j] if self.d_out is not None else None
+        self.count += 1
+        if self.dp_next is None:  # the last step in time: only the final-state gradient follows it
+            if into is None:
+                return self.d_final if self.d_final is not None else self.base.zero_()
+            if self.d_final is None:
+                return into
+            return torch.add(into, self.d_final, out=self.base)
+        if self.through_next is not None:
+            if into is None:
+                into = torch.mul(self.dh_next, self.through_next, out=self.base)
+            else:
+                into = torch.addcmul(into, self.dh_next, self.through_next, out=self.base)
+        dh = self.dh_bufs[self.count % 2]
+        if into is None:
+            return torch.mm(self.dp_next, self.weight, out=dh)
+        return torch.addmm(into, self.dp_next, self.weight, out=dh)
+
+    def initial(self) -> Tensor:
+        """Gradient of the initial state's first component (once every step is done)."""
+        assert self.dp_next is not None and self.dh_next is not None
+        d = torch.mm(self.dp_next, self.weight)
+        if self.through_next is not None:
+            d.addcmul_(self.dh_next, self.through_next)
+        return d
+
+
+class Kernel:
+    """One cell kind in internal coordinates. Widths are counted in blocks of H columns."""
+
+    gates: int  # gate columns per step
+    saved: int  # columns of the per-step block buffer; 0: the gates live in the output buffer (RNN)
+    coefs: int  # columns of backward scratch per step, the gate gradients dP in its first ``gates``
+    x_cols: tuple[int, int]  # gate columns fed by the input projection
+    h_cols: tuple[int, int]  # gate columns fed by h @ U'^T
+    state_cols: tuple[int, ...] = ()  # where state components 1.. live in the block buffer
+
+    def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
+        """(W' (x cols, I), b' (gates,), U' (h cols, H), internal initial state)."""
+        raise NotImplementedError
+
+    def external(self, out: Tensor, finals: State, keep: Tensor | None) -> tuple[Tensor, State]:
+        """Internal outputs (T, B, H) and final state -> torch.nn's (padded steps zero)."""
+        raise NotImplementedError
+
+    def fill_padding(self, buf: Tensor, padded: Tensor) -> None:
+        """Make the padded steps (padded (n, B, 1)) of a projected block keep the state, if the
+        gates can; otherwise the kernel masks in its forward block."""
+
+    def forward_block(self, fw: Forward, buf: Tensor, out: Tensor, keep: Tensor | None, local: Slots) -> None:
+        """Run one block's steps; ``out`` (n, B, H) receives the first state component."""
+        raise NotImplementedError
+
+    def backward_block(
+        self,
+        bw: Backward,
+        buf: Tensor,
+        coef: Tensor,
+        prev: Tensor,
+        before: list[Tensor],
+        keep: Tensor | None,
+        local: Slots,
+    ) -> None:
+        """Fill ``coef[..., :gates]`` with dP for one block's steps, updating ``bw``.
+
+        ``prev`` (n, B, H): the first state component the steps read; ``before``: per further state
+        component, the (B, H) state written just before the block (see ``Slots.mul_previous``).
+        """
+        raise NotImplementedError
+
+    def initial_grads(self, bw: Backward) -> list[Tensor]:
+        return [bw.initial()]
+
+
+def _cols(H: int, cols: tuple[int, int]) -> slice:
+    return slice(cols[0] * H, cols[1] * H)
+
+
+def _block_size(kernel: Kernel, batch: int, H: int, x: Tensor) -> int:
+    return block_steps(batch * max(kernel.saved, kernel.coefs) * H * x.element_size())
+
+
+def scan_forward(
+    kernel: Kernel,
+    slots: Slots,
+    x: Tensor,
+    w_in: Tensor,
+    bias: Tensor,
+    w_hh: Tensor,
+    padded: Tensor | None,
+    state0: State,
+    save: bool,
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """x (T, B, I) time-major -> (outputs (T, B, H), final states, saved block buffers)."""
+    steps, batch, inputs = x.shape
+    H = w_hh.shape[1]
+    width = kernel.saved * H
+    out = x.new_empty(steps, batch, H)
+    keep = (~padded).to(x.dtype) if padded is not None else None  # lerp weights: 1 real, 0 padded
+    fw = Forward(weight_t=w_hh.t(), carry=list(state0), scratch=x.new_empty(batch, H))
+    size = _block_size(kernel, batch, H, x)
+    reused = x.new_empty(size, batch, width) if width and not save else None
+    x_sl = _cols(H, kernel.x_cols)
+    blocks: list[Tensor] = []
+    for start, stop in slots.blocks(size):
+        n = stop - start
+        if not width:
+            buf = out[start:stop]
+        elif reused is not None:
+            buf = reused[:n]
+        else:
+            buf = x.new_empty(n, batch, width)
+            blocks.append(buf)
+        flat = buf.view(n * batch, buf.shape[2])
+        torch.addmm(bias[x_sl], x[start:stop].reshape(n * batch, inputs), w_in.t(), out=flat[:, x_sl])
+        if x_sl.start > 0:  # leading gate columns with no input part start at their bias
+            flat[:, : x_sl.start].copy_(bias[: x_sl.start].expand(n * batch, -1))
+        if padded is not None:
+            kernel.fill_padding(buf, padded[start:stop])
+        block_keep = keep[start:stop] if keep is not None else None
+        kernel.forward_block(fw, buf, out[start:stop], block_keep, Slots(n, slots.reverse))
+    return out, fw.carry, blocks
+
+
+class Scan(torch.autograd.Function):
+    """(kernel, slots, x (B, T, I), W', b', U', padded, *state0) -> (outputs (T, B, H), *final states)."""
+
+    @staticmethod
+    def forward(ctx, kernel, slots, x, w_in, bias, w_hh, padded, *state0):  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        x_tm = x.transpose(0, 1).contiguous()  # (T, B, I); free when x is a time-major buffer's view
+        out, finals, blocks = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, True)
+        ctx.kernel, ctx.slots, ctx.state_count = kernel, slots, len(state0)
+        ctx.save_for_backward(x_tm, w_in, w_hh, padded, out, *state0, *blocks)
+        return (out, *(f.clone() for f in finals))
+
+    @staticmethod
+    def backward(ctx, d_out, *d_finals):  # type: ignore[override]
+        kernel: Kernel = ctx.kernel
+        slots: Slots = ctx.slots
+        x_tm, w_in, w_hh, padded, out, *rest = ctx.saved_tensors
+        state0, blocks = rest[: ctx.state_count], rest[ctx.state_count :]
+        steps, batch, inputs = x_tm.shape
+        H = w_hh.shape[1]
+        need = ctx.needs_input_grad
+        d_x = x_tm.new_empty(steps, batch, inputs) if need[2] else None
+        d_w_in = torch.zeros_like(w_in) if need[3] else None
+        d_bias = x_tm.new_zeros(kernel.gates * H) if need[4] else None
+        d_w_hh = torch.zeros_like(w_hh) if need[5] else None
+        keep = (~padded).to(x_tm.dtype) if padded is not None else None
+
+        bw = Backward(
+            weight=w_hh,
+            d_final=d_finals[0],
+            dh_bufs=(x_tm.new_empty(batch, H), x_tm.new_empty(batch, H)),
+            base=x_tm.new_empty(batch, H),
+        )
+        for k, d in enumerate(d_finals[1:], start=1):
+            if d is not None:
+                bw.extra[f"d_final{k}"] = d
+        size = _block_size(kernel, batch, H, x_tm)
+        # Two scratches, alternating per block: the next block's first step still reads this block's dP.
+        coefs = [x_tm.new_empty(size, batch, kernel.coefs * H) for _ in range(2)]
+        x_sl, h_sl, g_sl = _cols(H, kernel.x_cols), _cols(H, kernel.h_cols), _cols(H, (0, kernel.gates))
+        order = slots.blocks(size)[::-1]
+        for index, (start, stop) in enumerate(order):
+            n = stop - start
+            buf = blocks[len(blocks) - 1 - index] if blocks else out[start:stop]
+            coef = coefs[index % 2][:n]
+            prev = slots.previous(out, state0[0], start, stop)  # (n, B, H)
+            # Further state components live in the block buffers; a kernel needs the one written just
+            # before this block (forward order), which is in the next block this loop visits.
+            earlier = blocks[len(blocks) - 2 - index] if index + 1 < len(order) and blocks else None
+            before = [
+                earlier[slots.last_row(earlier.shape[0]), :, col * H : (col + 1) * H]
+                if earlier is not None
+                else state0[k]
+                for k, col in enumerate(kernel.state_cols, start=1)
+            ]
+            bw.d_out = d_out[start:stop].unbind(0) if d_out is not None else None
+            block_keep = keep[start:stop] if keep is not None else None
+            kernel.backward_block(bw, buf, coef, prev, before, block_keep, Slots(n, slots.reverse))
+            dp = coef.view(n * batch, coef.shape[2])[:, g_sl]  # (n B, gates)
+            if d_w_hh is not None:
+                d_w_hh.addmm_(dp[:, h_sl].t(), prev.reshape(n * batch, H))
+            if d_w_in is not None:
+                d_w_in.addmm_(dp[:, x_sl].t(), x_tm[start:stop].reshape(n * batch, inputs))
+            if d_bias is not None:
+                d_bias.add_(dp.sum(0))
+            if d_x is not None:
+                torch.mm(dp[:, x_sl], w_in, out=d_x[start:stop].view(n * batch, inputs))
+        d_state0 = kernel.initial_grads(bw)
+        d_x_out = d_x.transpose(0, 1) if d_x is not None else None
+        return (None, None, d_x_out, d_w_in, d_bias, d_w_hh, None, *d_state0)
+
+
+def run_scan(
+    kernel: Kernel, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
+) -> tuple[Tensor, State]:
+    """A direction runner (see ``rnn_lightning.layer.DirectionRunner``) for ``kernel``."""
+    slots = Slots(x.shape[1], reverse)
+    w_in, bias, w_hh, state0 = kernel.internal(cell, state)
+    padded = padding_mask(lengths, x.shape[1], x)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_in, bias, w_hh, *state0)):
+        out, *finals = Scan.apply(kernel, slots, x, w_in, bias, w_hh, padded, *state0)
+    else:  # inference: no per-step buffers kept, no graph
+        x_tm = x.transpose(0, 1).contiguous()
+        out, finals, _ = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, False)
+    keep = (~padded).to(x.dtype) if padded is not None else None
+    out, final = kernel.external(out, tuple(finals), keep)
+    return out.transpose(0, 1), final
