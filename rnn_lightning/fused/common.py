@@ -61,32 +61,22 @@ class Slots:
         bounds = [(a, min(a + size, self.steps)) for a in range(0, self.steps, size)]
         return bounds[::-1] if self.reverse else bounds
 
-    def previous(self, outputs: Tensor, initial: Tensor, start: int, stop: int) -> Tensor:
-        """(n, B, H): the states that steps ``start..stop-1`` read, given all outputs (T, B, H).
-
-        A slice of ``outputs``, except for the one block that reads the initial state.
-        """
-        if not self.reverse:
-            if start > 0:
-                return outputs[start - 1 : stop - 1]
-            return torch.cat([initial.unsqueeze(0), outputs[: stop - 1]])
-        if stop < self.steps:
-            return outputs[start + 1 : stop + 1]
-        return torch.cat([outputs[start + 1 :], initial.unsqueeze(0)])
+    def previous_pieces(self, states: Tensor, before: Tensor) -> list[tuple[slice, Tensor]]:
+        """The states a block's steps read, as ``(rows, states)`` pieces: ``states`` (n, B, H) shifted by
+        one step, and ``before`` (B, H), the state written just before the block, for its first step."""
+        n = states.shape[0]
+        if self.reverse:
+            return [(slice(0, n - 1), states[1:]), (slice(n - 1, n), before.unsqueeze(0))]
+        return [(slice(0, 1), before.unsqueeze(0)), (slice(1, n), states[:-1])]
 
     def last_row(self, steps_in_block: int) -> int:
         """Row of a block's buffer written by its last step in forward order."""
         return 0 if self.reverse else steps_in_block - 1
 
     def mul_previous(self, target: Tensor, states: Tensor, before: Tensor) -> None:
-        """``target (n, B, H) *=`` the states the block's steps read: ``states`` (n, B, H) shifted by one
-        step, and ``before`` (B, H), the state written just before the block, for its first step."""
-        if self.reverse:
-            target[-1].mul_(before)
-            target[:-1].mul_(states[1:])
-        else:
-            target[0].mul_(before)
-            target[1:].mul_(states[:-1])
+        """``target (n, B, H) *=`` the states the block's steps read (see ``previous_pieces``)."""
+        for rows, prev in self.previous_pieces(states, before):
+            target[rows].mul_(prev)
 
 
 def block_steps(step_bytes: int) -> int:

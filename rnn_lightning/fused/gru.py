@@ -21,15 +21,17 @@ from torch import Tensor
 
 from rnn_lightning.cells import RecurrentCell, State
 from rnn_lightning.fused.common import Slots
-from rnn_lightning.fused.scan import Backward, Forward, Kernel
+from rnn_lightning.fused.scan import Backward, Forward, Kernel, emit_affine
 
 
 class GRUKernel(Kernel):
-    # Block buffer per step: hn', r, z, sn. Backward scratch per step: r, Kr, Kz, Kn, overwritten by
-    # dP = [dhn', dr, dz, dsn] (pre-activation gradients).
-    gates, saved, coefs = 4, 4, 4
+    # Block buffer per step: hn', r, z, sn | u. Backward scratch per step: r, Kr, Kz, Kn, overwritten
+    # by dP = [dhn', dr, dz, dsn] (pre-activation gradients).
+    gates, saved, coefs = 4, 5, 4
     x_cols = (1, 4)
     h_cols = (0, 3)
+    state_cols = (4,)
+    grad_scale = 2.0  # h = 2u - 1
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         H = cell.hidden_size
@@ -43,20 +45,21 @@ class GRUKernel(Kernel):
         (h0,) = state
         return w_in, bias, w_hh, ((h0 + 1) * 0.5,)
 
-    def external(self, out: Tensor, finals: State, keep: Tensor | None) -> tuple[Tensor, State]:
-        (u,) = finals
-        h = torch.addcmul(-keep, out, keep, value=2) if keep is not None else out * 2 - 1  # (2u - 1) keep
-        return h, (u * 2 - 1,)
+    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
+        emit_affine(states, keep, out)
+
+    def emit_final(self, finals: list[Tensor]) -> list[Tensor]:
+        return [finals[0] * 2 - 1]
 
     def fill_padding(self, buf: Tensor, padded: Tensor) -> None:
         H = buf.shape[2] // self.saved
         buf[:, :, 2 * H : 3 * H].masked_fill_(padded, float("inf"))  # z = 1
 
-    def forward_block(self, fw: Forward, buf: Tensor, out: Tensor, keep: Tensor | None, local: Slots) -> None:
+    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
         H = buf.shape[2] // self.saved
         hidden, rz = buf[:, :, : 3 * H].unbind(0), buf[:, :, H : 3 * H].unbind(0)
-        hn, r, z, sn = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(4))
-        uv = local.chain(fw.carry[0], out.unbind(0))
+        hn, r, z, sn, u = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(5))
+        uv = local.chain(fw.carry[0], u)
         weight_t, rd, wr = fw.weight_t, local.read, local.write
         for j in local.forward_steps():
             hidden[j].addmm_(uv[j + rd], weight_t)  # hn', r, z pre-activations
@@ -70,20 +73,21 @@ class GRUKernel(Kernel):
         bw: Backward,
         buf: Tensor,
         coef: Tensor,
-        prev: Tensor,
         before: list[Tensor],
         keep: Tensor | None,
         local: Slots,
     ) -> None:
         n, batch, width = buf.shape
         H = width // self.saved
-        hn, r, z, sn = (buf[..., k * H : (k + 1) * H] for k in range(4))
+        hn, r, z, sn, u = (buf[..., k * H : (k + 1) * H] for k in range(5))
         c_r, kr, kz, kn = (coef[..., k * H : (k + 1) * H] for k in range(4))
         # [dz, dsn] = du [Kz, Kn] then [dhn', dr] = dsn [r, Kr], with:
         c_r.copy_(r)
         torch.addcmul(r, r, r, value=-1, out=kr).mul_(hn)  # Kr = hn' r (1 - r)
         torch.addcmul(z, z, z, value=-1, out=kn)  # z (1 - z), for a moment
-        torch.sub(prev, sn, out=kz).mul_(kn)  # Kz = (u_prev - s_n) z (1 - z)
+        for rows, prev in local.previous_pieces(u, before[0]):
+            torch.sub(prev, sn[rows], out=kz[rows])
+        kz.mul_(kn)  # Kz = (u_prev - s_n) z (1 - z)
         torch.addcmul(sn, sn, sn, value=-1, out=kn)
         torch.addcmul(kn, kn, z, value=-1, out=kn)  # Kn = (1 - z) s_n (1 - s_n)
 

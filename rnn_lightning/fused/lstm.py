@@ -23,11 +23,11 @@ from rnn_lightning.fused.scan import Backward, Forward, Kernel
 
 
 class LSTMKernel(Kernel):
-    # Block buffer per step: o, i, f, gg | c2 | th.
+    # Block buffer per step: o, i, f, gg | c2 | th | h.
     # Backward scratch per step: Ko, Ki, Kf, Kg, f, Kc, overwritten by dPo, dPi, dPf, dPg, dc2 f.
-    gates, saved, coefs = 4, 6, 6
+    gates, saved, coefs = 4, 7, 6
     x_cols = h_cols = (0, 4)
-    state_cols = (4,)
+    state_cols = (6, 4)  # h, c2
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         def reorder(p: Tensor) -> Tensor:
@@ -38,20 +38,26 @@ class LSTMKernel(Kernel):
         bias = reorder(cell.bias_ih + cell.bias_hh)
         return reorder(cell.weight_ih), bias, reorder(cell.weight_hh), (h0, 2 * c0)
 
-    def external(self, out: Tensor, finals: State, keep: Tensor | None) -> tuple[Tensor, State]:
+    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
+        if keep is None:
+            out.copy_(states)
+        else:
+            torch.mul(states, keep, out=out)
+
+    def external_final(self, finals: State) -> State:
         h, c2 = finals
-        return (out * keep if keep is not None else out), (h, 0.5 * c2)
+        return h, 0.5 * c2
 
     def fill_padding(self, buf: Tensor, padded: Tensor) -> None:
         H = buf.shape[2] // self.saved
         buf[:, :, H : 2 * H].masked_fill_(padded, float("-inf"))  # i = 0
         buf[:, :, 2 * H : 3 * H].masked_fill_(padded, float("inf"))  # f = 1
 
-    def forward_block(self, fw: Forward, buf: Tensor, out: Tensor, keep: Tensor | None, local: Slots) -> None:
+    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
         H = buf.shape[2] // self.saved
         gates = buf[:, :, : 4 * H].unbind(0)  # (B, 4H) each
-        o, i, f, g, c, th = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(6))
-        hv, cv = local.chain(fw.carry[0], out.unbind(0)), local.chain(fw.carry[1], c)
+        o, i, f, g, c, th, h = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(7))
+        hv, cv = local.chain(fw.carry[0], h), local.chain(fw.carry[1], c)
         kv = keep.unbind(0) if keep is not None else None
         scratch, weight_t = fw.scratch, fw.weight_t
         r, w = local.read, local.write
@@ -73,7 +79,6 @@ class LSTMKernel(Kernel):
         bw: Backward,
         buf: Tensor,
         coef: Tensor,
-        prev: Tensor,
         before: list[Tensor],
         keep: Tensor | None,
         local: Slots,
@@ -81,14 +86,14 @@ class LSTMKernel(Kernel):
         n, batch, width = buf.shape
         H = width // self.saved
         o, i, f, gg = (buf[..., k * H : (k + 1) * H] for k in range(4))
-        c2, th = buf[..., 4 * H : 5 * H], buf[..., 5 * H :]
+        c2, th = buf[..., 4 * H : 5 * H], buf[..., 5 * H : 6 * H]
         ko, ki, kf, kg, kff, kc = (coef[..., k * H : (k + 1) * H] for k in range(6))
         # dP = [dh Ko | dc2 Ki | dc2 Kf | dc2 Kg], dc2_t = dc2_{t+1} f_{t+1} + dh Kc / 2, where
         sig = buf[..., : 3 * H]
         torch.addcmul(sig, sig, sig, value=-1, out=coef[..., : 3 * H])  # s (1 - s) for o, i, f
         ko.mul_(th)  # Ko = th o (1 - o)
         ki.mul_(gg)  # Ki = gg i (1 - i)
-        local.mul_previous(kf, c2, before[0])  # Kf = c2_prev f (1 - f)
+        local.mul_previous(kf, c2, before[1])  # Kf = c2_prev f (1 - f)
         torch.mul(gg, gg, out=kg)
         torch.addcmul(i, i, kg, value=-0.25, out=kg)  # Kg = i (1 - gg² / 4) = i · 4 s_g (1 - s_g)
         kff.copy_(f)  # next to Ki, Kf, Kg: one broadcast multiply by dc2 also gives dc2 f

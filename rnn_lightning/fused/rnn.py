@@ -14,27 +14,30 @@ from torch import Tensor
 
 from rnn_lightning.cells import RecurrentCell, State
 from rnn_lightning.fused.common import Slots
-from rnn_lightning.fused.scan import Backward, Forward, Kernel
+from rnn_lightning.fused.scan import Backward, Forward, Kernel, emit_affine
 
 
 class RNNKernel(Kernel):
-    # No block buffer: the gates are the state, so the scan writes them straight into the outputs.
-    # Backward scratch per step: K = s (1 - s), overwritten by dP.
-    gates, saved, coefs = 1, 0, 1
+    # Block buffer per step: s (the gate is the state). Backward scratch per step: K = s (1 - s),
+    # overwritten by dP.
+    gates, saved, coefs = 1, 1, 1
     x_cols = h_cols = (0, 1)
+    state_cols = (0,)
+    grad_scale = 2.0  # h = 2s - 1
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         (h0,) = state
         bias = 2 * (cell.bias_ih + cell.bias_hh - cell.weight_hh.sum(1))
         return 2 * cell.weight_ih, bias, 4 * cell.weight_hh, ((h0 + 1) * 0.5,)
 
-    def external(self, out: Tensor, finals: State, keep: Tensor | None) -> tuple[Tensor, State]:
-        (s,) = finals
-        h = torch.addcmul(-keep, out, keep, value=2) if keep is not None else out * 2 - 1  # (2s - 1) keep
-        return h, (s * 2 - 1,)
+    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
+        emit_affine(states, keep, out)
 
-    def forward_block(self, fw: Forward, buf: Tensor, out: Tensor, keep: Tensor | None, local: Slots) -> None:
-        sv = local.chain(fw.carry[0], out.unbind(0))
+    def emit_final(self, finals: list[Tensor]) -> list[Tensor]:
+        return [finals[0] * 2 - 1]
+
+    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
+        sv = local.chain(fw.carry[0], buf.unbind(0))
         kv = keep.unbind(0) if keep is not None else None
         weight_t, r, w = fw.weight_t, local.read, local.write
         for j in local.forward_steps():
@@ -48,7 +51,6 @@ class RNNKernel(Kernel):
         bw: Backward,
         buf: Tensor,
         coef: Tensor,
-        prev: Tensor,
         before: list[Tensor],
         keep: Tensor | None,
         local: Slots,

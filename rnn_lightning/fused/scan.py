@@ -5,17 +5,21 @@ order, scalings and state transforms chosen so that each step needs few, cheap o
 everything else:
 
 * forward, block by block: project the inputs of the block's steps in one matmul, bias folded in,
-  straight into the block's gate buffer; the kernel then adds ``h @ U'^T`` in place per step
-  (``addmm_``: no copy of the input term) and applies its activations;
+  straight into the block's buffer; the kernel adds ``h @ U'^T`` in place per step (``addmm_``: the
+  input term is not copied) and applies its activations; then it writes the block's torch.nn-style
+  outputs with one vectorised op while they are in cache. Every saved value lives in block buffers of
+  about ``BLOCK_BYTES``: see ``common.py`` for why;
 * backward (a ``torch.autograd.Function``; no autograd graph inside), block by block in reverse: the
   kernel turns the saved activations into per-step coefficients (vectorised over the block), runs the
   reverse recurrence writing the gate gradients ``dP`` over them, and the engine accumulates
-  ``dU' += dP_h^T h_prev``, ``dW' += dP_x^T x``, ``db' += sum dP`` and ``dx = dP_x W'``, one matmul
-  each per block, while ``dP`` is still in cache.
+  ``dU' += dP_h^T h_prev``, ``dW' += dP_x^T x``, ``db' += sum dP`` and ``dx = dP_x W'``, a few matmuls
+  per block, while ``dP`` is still in cache.
 
-Coordinate changes (gate order, scalings, bias folding, state transforms) happen outside the Function
-in plain differentiable ops on small tensors, so autograd maps the gradients back for free.
-Nothing in the loops reads a value back to the host, so the same code runs asynchronously on CUDA.
+The backward is linear in the incoming gradients, so a kernel whose state is an affine image of h
+(``h = 2u - 1``) runs it on the h-space gradients and scales the results once (``grad_scale``).
+Weight reordering, scaling and bias folding happen outside the Function, in differentiable ops on
+the small weight tensors, so autograd maps those gradients back. Nothing in the loops reads a value
+back to the host, so the same code queues asynchronously on CUDA.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from rnn_lightning.fused.common import Slots, block_steps, padding_mask
 
 @dataclass
 class Forward:
-    """What a kernel's forward block needs besides its buffers."""
+    """What a kernel's forward block needs besides its buffer."""
 
     weight_t: Tensor  # U'^T (H, h columns)
-    carry: list[Tensor]  # per state component, the state the next step reads
+    carry: list[Tensor]  # per state component, the (B, H) state the next step reads
     scratch: Tensor  # (B, H)
 
 
@@ -86,48 +90,54 @@ class Backward:
 class Kernel:
     """One cell kind in internal coordinates. Widths are counted in blocks of H columns."""
 
-    gates: int  # gate columns per step
-    saved: int  # columns of the per-step block buffer; 0: the gates live in the output buffer (RNN)
+    gates: int  # gate columns per step, at the start of the block buffer
+    saved: int  # columns of the block buffer per step
     coefs: int  # columns of backward scratch per step, the gate gradients dP in its first ``gates``
     x_cols: tuple[int, int]  # gate columns fed by the input projection
     h_cols: tuple[int, int]  # gate columns fed by h @ U'^T
-    state_cols: tuple[int, ...] = ()  # where state components 1.. live in the block buffer
+    state_cols: tuple[int, ...]  # where each state component lives in the block buffer
+    grad_scale: float = 1.0  # d(internal state 0) / d(h): the backward runs on h-space gradients
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         """(W' (x cols, I), b' (gates,), U' (h cols, H), internal initial state)."""
         raise NotImplementedError
 
-    def external(self, out: Tensor, finals: State, keep: Tensor | None) -> tuple[Tensor, State]:
-        """Internal outputs (T, B, H) and final state -> torch.nn's (padded steps zero)."""
+    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
+        """Write torch.nn's outputs (n, B, H) of a block from its internal states (zero where padded)."""
         raise NotImplementedError
+
+    def emit_final(self, finals: list[Tensor]) -> list[Tensor]:
+        """Internal final state -> returned final state (first component in h-space)."""
+        return [f.clone() for f in finals]
+
+    def external_final(self, finals: State) -> State:
+        """Returned final state -> torch.nn's, in differentiable ops."""
+        return finals
 
     def fill_padding(self, buf: Tensor, padded: Tensor) -> None:
         """Make the padded steps (padded (n, B, 1)) of a projected block keep the state, if the
         gates can; otherwise the kernel masks in its forward block."""
 
-    def forward_block(self, fw: Forward, buf: Tensor, out: Tensor, keep: Tensor | None, local: Slots) -> None:
-        """Run one block's steps; ``out`` (n, B, H) receives the first state component."""
+    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
         raise NotImplementedError
 
     def backward_block(
-        self,
-        bw: Backward,
-        buf: Tensor,
-        coef: Tensor,
-        prev: Tensor,
-        before: list[Tensor],
-        keep: Tensor | None,
-        local: Slots,
+        self, bw: Backward, buf: Tensor, coef: Tensor, before: list[Tensor], keep: Tensor | None, local: Slots
     ) -> None:
-        """Fill ``coef[..., :gates]`` with dP for one block's steps, updating ``bw``.
-
-        ``prev`` (n, B, H): the first state component the steps read; ``before``: per further state
-        component, the (B, H) state written just before the block (see ``Slots.mul_previous``).
-        """
+        """Fill ``coef[..., :gates]`` with dP for one block's steps, updating ``bw``; ``before`` holds,
+        per state component, the (B, H) state written just before the block (``Slots.previous_pieces``)."""
         raise NotImplementedError
 
     def initial_grads(self, bw: Backward) -> list[Tensor]:
         return [bw.initial()]
+
+
+def emit_affine(states: Tensor, keep: Tensor | None, out: Tensor) -> None:
+    """out = (2 states - 1) keep: h from the internal state of the RNN and GRU kernels."""
+    if keep is None:
+        torch.add(states.new_tensor(-1.0), states, alpha=2, out=out)
+    else:
+        torch.addcmul(-keep, states, keep, value=2, out=out)
 
 
 def _cols(H: int, cols: tuple[int, int]) -> slice:
@@ -149,7 +159,7 @@ def scan_forward(
     state0: State,
     save: bool,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """x (T, B, I) time-major -> (outputs (T, B, H), final states, saved block buffers)."""
+    """x (T, B, I) time-major -> (outputs (T, B, H), internal final states, saved block buffers)."""
     steps, batch, inputs = x.shape
     H = w_hh.shape[1]
     width = kernel.saved * H
@@ -157,26 +167,28 @@ def scan_forward(
     keep = (~padded).to(x.dtype) if padded is not None else None  # lerp weights: 1 real, 0 padded
     fw = Forward(weight_t=w_hh.t(), carry=list(state0), scratch=x.new_empty(batch, H))
     size = _block_size(kernel, batch, H, x)
-    reused = x.new_empty(size, batch, width) if width and not save else None
-    x_sl = _cols(H, kernel.x_cols)
+    reused = None if save else x.new_empty(size, batch, width)
+    x_sl, s_sl = _cols(H, kernel.x_cols), _cols(H, (kernel.state_cols[0], kernel.state_cols[0] + 1))
     blocks: list[Tensor] = []
     for start, stop in slots.blocks(size):
         n = stop - start
-        if not width:
-            buf = out[start:stop]
-        elif reused is not None:
+        if reused is not None:
+            # The carried states point into the reused buffer, which the projection is about to
+            # overwrite (the RNN's state is its gate column): take them out first.
+            fw.carry = [c.clone() if c.data_ptr() != s.data_ptr() else c for c, s in zip(fw.carry, state0)]
             buf = reused[:n]
         else:
             buf = x.new_empty(n, batch, width)
             blocks.append(buf)
-        flat = buf.view(n * batch, buf.shape[2])
+        flat = buf.view(n * batch, width)
         torch.addmm(bias[x_sl], x[start:stop].reshape(n * batch, inputs), w_in.t(), out=flat[:, x_sl])
         if x_sl.start > 0:  # leading gate columns with no input part start at their bias
             flat[:, : x_sl.start].copy_(bias[: x_sl.start].expand(n * batch, -1))
         if padded is not None:
             kernel.fill_padding(buf, padded[start:stop])
         block_keep = keep[start:stop] if keep is not None else None
-        kernel.forward_block(fw, buf, out[start:stop], block_keep, Slots(n, slots.reverse))
+        kernel.forward_block(fw, buf, block_keep, Slots(n, slots.reverse))
+        kernel.emit(buf[..., s_sl], block_keep, out[start:stop])
     return out, fw.carry, blocks
 
 
@@ -189,14 +201,14 @@ class Scan(torch.autograd.Function):
         x_tm = x.transpose(0, 1).contiguous()  # (T, B, I); free when x is a time-major buffer's view
         out, finals, blocks = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, True)
         ctx.kernel, ctx.slots, ctx.state_count = kernel, slots, len(state0)
-        ctx.save_for_backward(x_tm, w_in, w_hh, padded, out, *state0, *blocks)
-        return (out, *(f.clone() for f in finals))
+        ctx.save_for_backward(x_tm, w_in, w_hh, padded, *state0, *blocks)
+        return (out, *kernel.emit_final(finals))
 
     @staticmethod
     def backward(ctx, d_out, *d_finals):  # type: ignore[override]
         kernel: Kernel = ctx.kernel
         slots: Slots = ctx.slots
-        x_tm, w_in, w_hh, padded, out, *rest = ctx.saved_tensors
+        x_tm, w_in, w_hh, padded, *rest = ctx.saved_tensors
         state0, blocks = rest[: ctx.state_count], rest[ctx.state_count :]
         steps, batch, inputs = x_tm.shape
         H = w_hh.shape[1]
@@ -206,7 +218,6 @@ class Scan(torch.autograd.Function):
         d_bias = x_tm.new_zeros(kernel.gates * H) if need[4] else None
         d_w_hh = torch.zeros_like(w_hh) if need[5] else None
         keep = (~padded).to(x_tm.dtype) if padded is not None else None
-
         bw = Backward(
             weight=w_hh,
             d_final=d_finals[0],
@@ -216,38 +227,50 @@ class Scan(torch.autograd.Function):
         for k, d in enumerate(d_finals[1:], start=1):
             if d is not None:
                 bw.extra[f"d_final{k}"] = d
+
         size = _block_size(kernel, batch, H, x_tm)
         # Two scratches, alternating per block: the next block's first step still reads this block's dP.
         coefs = [x_tm.new_empty(size, batch, kernel.coefs * H) for _ in range(2)]
+        masked_d_out = x_tm.new_empty(size, batch, H) if keep is not None and d_out is not None else None
         x_sl, h_sl, g_sl = _cols(H, kernel.x_cols), _cols(H, kernel.h_cols), _cols(H, (0, kernel.gates))
-        order = slots.blocks(size)[::-1]
-        for index, (start, stop) in enumerate(order):
+        s0 = kernel.state_cols[0] * H
+        bounds = slots.blocks(size)
+        for index in range(len(bounds) - 1, -1, -1):
+            start, stop = bounds[index]
             n = stop - start
-            buf = blocks[len(blocks) - 1 - index] if blocks else out[start:stop]
-            coef = coefs[index % 2][:n]
-            prev = slots.previous(out, state0[0], start, stop)  # (n, B, H)
-            # Further state components live in the block buffers; a kernel needs the one written just
-            # before this block (forward order), which is in the next block this loop visits.
-            earlier = blocks[len(blocks) - 2 - index] if index + 1 < len(order) and blocks else None
+            buf, coef = blocks[index], coefs[index % 2][:n]
+            local = Slots(n, slots.reverse)
+            # The states written just before this block (forward order) end the block visited next.
+            earlier = blocks[index - 1] if index > 0 else None
             before = [
-                earlier[slots.last_row(earlier.shape[0]), :, col * H : (col + 1) * H]
-                if earlier is not None
-                else state0[k]
-                for k, col in enumerate(kernel.state_cols, start=1)
+                earlier[local.last_row(earlier.shape[0]), :, col * H : (col + 1) * H] if earlier is not None else s
+                for col, s in zip(kernel.state_cols, state0)
             ]
-            bw.d_out = d_out[start:stop].unbind(0) if d_out is not None else None
             block_keep = keep[start:stop] if keep is not None else None
-            kernel.backward_block(bw, buf, coef, prev, before, block_keep, Slots(n, slots.reverse))
+            if d_out is None:
+                bw.d_out = None
+            elif masked_d_out is not None:  # padded outputs are constants: no gradient flows from them
+                bw.d_out = torch.mul(d_out[start:stop], block_keep, out=masked_d_out[:n]).unbind(0)
+            else:
+                bw.d_out = d_out[start:stop].unbind(0)
+            kernel.backward_block(bw, buf, coef, before, block_keep, local)
             dp = coef.view(n * batch, coef.shape[2])[:, g_sl]  # (n B, gates)
             if d_w_hh is not None:
-                d_w_hh.addmm_(dp[:, h_sl].t(), prev.reshape(n * batch, H))
+                for rows, prev in local.previous_pieces(buf[..., s0 : s0 + H], before[0]):
+                    dp_rows = coef[rows].reshape(-1, coef.shape[2])[:, h_sl]
+                    d_w_hh.addmm_(dp_rows.t(), prev.reshape(-1, H))
             if d_w_in is not None:
                 d_w_in.addmm_(dp[:, x_sl].t(), x_tm[start:stop].reshape(n * batch, inputs))
             if d_bias is not None:
                 d_bias.add_(dp.sum(0))
             if d_x is not None:
-                torch.mm(dp[:, x_sl], w_in, out=d_x[start:stop].view(n * batch, inputs))
+                out_x = d_x[start:stop].view(n * batch, inputs)
+                torch.addmm(out_x, dp[:, x_sl], w_in, beta=0, alpha=kernel.grad_scale, out=out_x)
         d_state0 = kernel.initial_grads(bw)
+        if kernel.grad_scale != 1.0:
+            for d in (d_w_in, d_bias, d_w_hh, d_state0[0]):
+                if d is not None:
+                    d.mul_(kernel.grad_scale)
         d_x_out = d_x.transpose(0, 1) if d_x is not None else None
         return (None, None, d_x_out, d_w_in, d_bias, d_w_hh, None, *d_state0)
 
@@ -261,9 +284,8 @@ def run_scan(
     padded = padding_mask(lengths, x.shape[1], x)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_in, bias, w_hh, *state0)):
         out, *finals = Scan.apply(kernel, slots, x, w_in, bias, w_hh, padded, *state0)
-    else:  # inference: no per-step buffers kept, no graph
+    else:  # inference: one reused block buffer, no graph
         x_tm = x.transpose(0, 1).contiguous()
-        out, finals, _ = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, False)
-    keep = (~padded).to(x.dtype) if padded is not None else None
-    out, final = kernel.external(out, tuple(finals), keep)
-    return out.transpose(0, 1), final
+        out, internal_finals, _ = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, False)
+        finals = kernel.emit_final(internal_finals)
+    return out.transpose(0, 1), kernel.external_final(tuple(finals))
