@@ -21,7 +21,7 @@ def forecast_figure(waves: np.ndarray, forecasts: np.ndarray, context: int, name
         ax.plot(t[context:], forecast, color="tab:red", lw=1.2, ls="--", label="forecast")
         ax.axvline(context, color="grey", lw=0.8, ls=":")
         ax.set_title(name, fontsize=10)
-        ax.legend(loc="upper right", fontsize=8, ncol=3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)  # outside: never over a curve
     axes[-1, 0].set_xlabel("t")
     figure.tight_layout()
     return figure
