@@ -214,9 +214,11 @@ class Scan(torch.autograd.Function):
         H = w_hh.shape[1]
         need = ctx.needs_input_grad
         d_x = x_tm.new_empty(steps, batch, inputs) if need[2] else None
-        d_w_in = torch.zeros_like(w_in) if need[3] else None
+        # Weight gradients accumulate transposed, (in, gates): MKL runs these skinny products ~25% faster
+        # with the wide dimension last.
+        d_w_in = w_in.new_zeros(w_in.shape[1], w_in.shape[0]) if need[3] else None
         d_bias = x_tm.new_zeros(kernel.gates * H) if need[4] else None
-        d_w_hh = torch.zeros_like(w_hh) if need[5] else None
+        d_w_hh = w_hh.new_zeros(w_hh.shape[1], w_hh.shape[0]) if need[5] else None
         keep = (~padded).to(x_tm.dtype) if padded is not None else None
         bw = Backward(
             weight=w_hh,
@@ -258,9 +260,9 @@ class Scan(torch.autograd.Function):
             if d_w_hh is not None:
                 for rows, prev in local.previous_pieces(buf[..., s0 : s0 + H], before[0]):
                     dp_rows = coef[rows].reshape(-1, coef.shape[2])[:, h_sl]
-                    d_w_hh.addmm_(dp_rows.t(), prev.reshape(-1, H))
+                    d_w_hh.addmm_(prev.reshape(-1, H).t(), dp_rows)
             if d_w_in is not None:
-                d_w_in.addmm_(dp[:, x_sl].t(), x_tm[start:stop].reshape(n * batch, inputs))
+                d_w_in.addmm_(x_tm[start:stop].reshape(n * batch, inputs).t(), dp[:, x_sl])
             if d_bias is not None:
                 d_bias.add_(dp.sum(0))
             if d_x is not None:
@@ -272,6 +274,8 @@ class Scan(torch.autograd.Function):
                 if d is not None:
                     d.mul_(kernel.grad_scale)
         d_x_out = d_x.transpose(0, 1) if d_x is not None else None
+        d_w_in = d_w_in.t() if d_w_in is not None else None
+        d_w_hh = d_w_hh.t() if d_w_hh is not None else None
         return (None, None, d_x_out, d_w_in, d_bias, d_w_hh, None, *d_state0)
 
 
