@@ -8,8 +8,10 @@ Internal coordinates:
 * the cell state is carried doubled, ``c2 = 2c``, so that ``tanh(c) = 2 σ(c2) - 1`` needs no ``2c``.
 
 A step: ``[o, i, f, s_g] = σ(x W'^T + b' + h U'^T)``, ``gg = 4 s_g - 2 (= 2g)``, ``c2 = f c2 + i gg``,
-``th = 2 σ(c2) - 1 (= tanh c)``, ``h = o th``. On a padded step ``i = 0`` and ``f = 1`` are forced through
-±inf in the projection, which keeps ``c2`` exactly, and ``h`` is kept by a ``lerp`` with weight 0.
+``th = 2 σ(c2) - 1 (= tanh c)``, ``h = o th``. Saved per step: o, i, f, gg, c2 (h is the output);
+``th`` is recomputed in the backward, which is cheaper than writing and reading it back. On a padded
+step ``i = 0`` and ``f = 1`` are forced through ±inf in the projection, which keeps ``c2`` exactly, and
+``h`` is kept by a ``lerp`` with weight 0.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from rnn_lightning.fused.scan import Backward, Forward, Kernel
 
 
 class LSTMKernel(Kernel):
-    # Block buffer per step: o, i, f, gg | c2 | th | h.
-    # Backward scratch per step: Ko, Ki, Kf, Kg, f, Kc, overwritten by dPo, dPi, dPf, dPg, dc2 f.
-    gates, saved, coefs = 4, 7, 6
+    # Block buffer per step: o, i, f, gg, c2. Backward scratch per step: Ko, Ki, Kf, Kg, f, Kc,
+    # overwritten by dPo, dPi, dPf, dPg, dc2 f.
+    gates, saved, coefs = 4, 5, 6
     x_cols = h_cols = (0, 4)
-    state_cols = (6, 4)  # h, c2
+    state_cols = (4,)  # c2; h lives in the output
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         def reorder(p: Tensor) -> Tensor:
@@ -38,12 +40,6 @@ class LSTMKernel(Kernel):
         bias = reorder(cell.bias_ih + cell.bias_hh)
         return reorder(cell.weight_ih), bias, reorder(cell.weight_hh), (h0, 2 * c0)
 
-    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
-        if keep is None:
-            out.copy_(states)
-        else:
-            torch.mul(states, keep, out=out)
-
     def external_final(self, finals: State) -> State:
         h, c2 = finals
         return h, 0.5 * c2
@@ -53,31 +49,33 @@ class LSTMKernel(Kernel):
         buf[:, :, H : 2 * H].masked_fill_(padded, float("-inf"))  # i = 0
         buf[:, :, 2 * H : 3 * H].masked_fill_(padded, float("inf"))  # f = 1
 
-    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
+    def forward_block(self, fw: Forward, buf: Tensor, states: Tensor, keep: Tensor | None, local: Slots) -> None:
         H = buf.shape[2] // self.saved
         gates = buf[:, :, : 4 * H].unbind(0)  # (B, 4H) each
-        o, i, f, g, c, th, h = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(7))
-        hv, cv = local.chain(fw.carry[0], h), local.chain(fw.carry[1], c)
+        o, i, f, g, c = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(5))
+        hv, cv = local.chain(fw.carry[0], states.unbind(0)), local.chain(fw.carry[1], c)
         kv = keep.unbind(0) if keep is not None else None
-        scratch, weight_t = fw.scratch, fw.weight_t
+        th, weight_t = fw.scratch, fw.weight_t
+        h_new = torch.empty_like(th) if kv is not None else None
         r, w = local.read, local.write
         minus_two, minus_one = buf.new_tensor(-2.0), buf.new_tensor(-1.0)
         for j in local.forward_steps():
             gates[j].addmm_(hv[j + r], weight_t).sigmoid_()  # o, i, f, s_g
             torch.add(minus_two, g[j], alpha=4, out=g[j])  # 4 s_g - 2 = 2 tanh(g_pre)
             torch.mul(f[j], cv[j + r], out=c[j]).addcmul_(i[j], g[j])  # c2
-            torch.sigmoid(c[j], out=th[j])
-            torch.add(minus_one, th[j], alpha=2, out=th[j])  # tanh(c)
+            torch.sigmoid(c[j], out=th)
+            torch.add(minus_one, th, alpha=2, out=th)  # tanh(c)
             if kv is None:
-                torch.mul(o[j], th[j], out=hv[j + w])
+                torch.mul(o[j], th, out=hv[j + w])
             else:  # weight 0 on a padded step keeps h exactly
-                torch.lerp(hv[j + r], torch.mul(o[j], th[j], out=scratch), kv[j], out=hv[j + w])
+                torch.lerp(hv[j + r], torch.mul(o[j], th, out=h_new), kv[j], out=hv[j + w])
         fw.carry = [hv[local.final], cv[local.final]]
 
     def backward_block(
         self,
         bw: Backward,
         buf: Tensor,
+        states: Tensor,
         coef: Tensor,
         before: list[Tensor],
         keep: Tensor | None,
@@ -85,10 +83,11 @@ class LSTMKernel(Kernel):
     ) -> None:
         n, batch, width = buf.shape
         H = width // self.saved
-        o, i, f, gg = (buf[..., k * H : (k + 1) * H] for k in range(4))
-        c2, th = buf[..., 4 * H : 5 * H], buf[..., 5 * H : 6 * H]
+        o, i, f, gg, c2 = (buf[..., k * H : (k + 1) * H] for k in range(5))
         ko, ki, kf, kg, kff, kc = (coef[..., k * H : (k + 1) * H] for k in range(6))
         # dP = [dh Ko | dc2 Ki | dc2 Kf | dc2 Kg], dc2_t = dc2_{t+1} f_{t+1} + dh Kc / 2, where
+        th = torch.sigmoid(c2, out=kc)
+        torch.add(buf.new_tensor(-1.0), th, alpha=2, out=th)  # tanh(c), for a moment in Kc's place
         sig = buf[..., : 3 * H]
         torch.addcmul(sig, sig, sig, value=-1, out=coef[..., : 3 * H])  # s (1 - s) for o, i, f
         ko.mul_(th)  # Ko = th o (1 - o)
@@ -97,8 +96,8 @@ class LSTMKernel(Kernel):
         torch.mul(gg, gg, out=kg)
         torch.addcmul(i, i, kg, value=-0.25, out=kg)  # Kg = i (1 - gg² / 4) = i · 4 s_g (1 - s_g)
         kff.copy_(f)  # next to Ki, Kf, Kg: one broadcast multiply by dc2 also gives dc2 f
-        torch.mul(th, th, out=kc)
-        torch.addcmul(o, o, kc, value=-1, out=kc)  # 2 Kc = o (1 - th²)
+        th.mul_(th)
+        torch.addcmul(o, o, th, value=-1, out=kc)  # 2 Kc = o (1 - th²)
         if keep is not None:  # a padded step: dh passes straight through, the cell gets nothing
             ko.mul_(keep)
             kc.mul_(keep)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from rnn_lightning.cells import RecurrentCell, State
 from rnn_lightning.fused.common import Slots
-from rnn_lightning.fused.scan import Backward, Forward, Kernel, emit_affine
+from rnn_lightning.fused.scan import Backward, Forward, Kernel
 
 
 class RNNKernel(Kernel):
@@ -22,22 +22,22 @@ class RNNKernel(Kernel):
     # overwritten by dP.
     gates, saved, coefs = 1, 1, 1
     x_cols = h_cols = (0, 1)
-    state_cols = (0,)
-    grad_scale = 2.0  # h = 2s - 1
+    h_col = 0  # s, written to the output as h = 2s - 1 once per block
+    grad_scale = 2.0
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         (h0,) = state
         bias = 2 * (cell.bias_ih + cell.bias_hh - cell.weight_hh.sum(1))
         return 2 * cell.weight_ih, bias, 4 * cell.weight_hh, ((h0 + 1) * 0.5,)
 
-    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
-        emit_affine(states, keep, out)
+    def emit(self, states: Tensor, out: Tensor) -> None:
+        torch.add(states.new_tensor(-1.0), states, alpha=2, out=out)
 
     def emit_final(self, finals: list[Tensor]) -> list[Tensor]:
         return [finals[0] * 2 - 1]
 
-    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
-        sv = local.chain(fw.carry[0], buf.unbind(0))
+    def forward_block(self, fw: Forward, buf: Tensor, states: Tensor, keep: Tensor | None, local: Slots) -> None:
+        sv = local.chain(fw.carry[0], states.unbind(0))
         kv = keep.unbind(0) if keep is not None else None
         weight_t, r, w = fw.weight_t, local.read, local.write
         for j in local.forward_steps():
@@ -50,6 +50,7 @@ class RNNKernel(Kernel):
         self,
         bw: Backward,
         buf: Tensor,
+        states: Tensor,
         coef: Tensor,
         before: list[Tensor],
         keep: Tensor | None,

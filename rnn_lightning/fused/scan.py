@@ -95,15 +95,16 @@ class Kernel:
     coefs: int  # columns of backward scratch per step, the gate gradients dP in its first ``gates``
     x_cols: tuple[int, int]  # gate columns fed by the input projection
     h_cols: tuple[int, int]  # gate columns fed by h @ U'^T
-    state_cols: tuple[int, ...]  # where each state component lives in the block buffer
+    h_col: int | None = None  # block column of the first state component; None: it is the output
+    state_cols: tuple[int, ...] = ()  # block columns of the further state components
     grad_scale: float = 1.0  # d(internal state 0) / d(h): the backward runs on h-space gradients
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         """(W' (x cols, I), b' (gates,), U' (h cols, H), internal initial state)."""
         raise NotImplementedError
 
-    def emit(self, states: Tensor, keep: Tensor | None, out: Tensor) -> None:
-        """Write torch.nn's outputs (n, B, H) of a block from its internal states (zero where padded)."""
+    def emit(self, states: Tensor, out: Tensor) -> None:
+        """Write a block's outputs (n, B, H) from its internal states (kernels with an ``h_col``)."""
         raise NotImplementedError
 
     def emit_final(self, finals: list[Tensor]) -> list[Tensor]:
@@ -118,11 +119,19 @@ class Kernel:
         """Make the padded steps (padded (n, B, 1)) of a projected block keep the state, if the
         gates can; otherwise the kernel masks in its forward block."""
 
-    def forward_block(self, fw: Forward, buf: Tensor, keep: Tensor | None, local: Slots) -> None:
+    def forward_block(self, fw: Forward, buf: Tensor, states: Tensor, keep: Tensor | None, local: Slots) -> None:
+        """Run one block's steps; ``states`` (n, B, H) receives the first state component."""
         raise NotImplementedError
 
     def backward_block(
-        self, bw: Backward, buf: Tensor, coef: Tensor, before: list[Tensor], keep: Tensor | None, local: Slots
+        self,
+        bw: Backward,
+        buf: Tensor,
+        states: Tensor,
+        coef: Tensor,
+        before: list[Tensor],
+        keep: Tensor | None,
+        local: Slots,
     ) -> None:
         """Fill ``coef[..., :gates]`` with dP for one block's steps, updating ``bw``; ``before`` holds,
         per state component, the (B, H) state written just before the block (``Slots.previous_pieces``)."""
@@ -132,16 +141,13 @@ class Kernel:
         return [bw.initial()]
 
 
-def emit_affine(states: Tensor, keep: Tensor | None, out: Tensor) -> None:
-    """out = (2 states - 1) keep: h from the internal state of the RNN and GRU kernels."""
-    if keep is None:
-        torch.add(states.new_tensor(-1.0), states, alpha=2, out=out)
-    else:
-        torch.addcmul(-keep, states, keep, value=2, out=out)
-
-
 def _cols(H: int, cols: tuple[int, int]) -> slice:
     return slice(cols[0] * H, cols[1] * H)
+
+
+def _states(kernel: Kernel, buf: Tensor, out: Tensor, H: int) -> Tensor:
+    """(n, B, H): where a block keeps its first state component."""
+    return out if kernel.h_col is None else buf[..., kernel.h_col * H : (kernel.h_col + 1) * H]
 
 
 def _block_size(kernel: Kernel, batch: int, H: int, x: Tensor) -> int:
@@ -168,7 +174,7 @@ def scan_forward(
     fw = Forward(weight_t=w_hh.t(), carry=list(state0), scratch=x.new_empty(batch, H))
     size = _block_size(kernel, batch, H, x)
     reused = None if save else x.new_empty(size, batch, width)
-    x_sl, s_sl = _cols(H, kernel.x_cols), _cols(H, (kernel.state_cols[0], kernel.state_cols[0] + 1))
+    x_sl = _cols(H, kernel.x_cols)
     blocks: list[Tensor] = []
     for start, stop in slots.blocks(size):
         n = stop - start
@@ -187,8 +193,10 @@ def scan_forward(
         if padded is not None:
             kernel.fill_padding(buf, padded[start:stop])
         block_keep = keep[start:stop] if keep is not None else None
-        kernel.forward_block(fw, buf, block_keep, Slots(n, slots.reverse))
-        kernel.emit(buf[..., s_sl], block_keep, out[start:stop])
+        states = _states(kernel, buf, out[start:stop], H)
+        kernel.forward_block(fw, buf, states, block_keep, Slots(n, slots.reverse))
+        if kernel.h_col is not None:
+            kernel.emit(states, out[start:stop])
     return out, fw.carry, blocks
 
 
@@ -201,14 +209,14 @@ class Scan(torch.autograd.Function):
         x_tm = x.transpose(0, 1).contiguous()  # (T, B, I); free when x is a time-major buffer's view
         out, finals, blocks = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, True)
         ctx.kernel, ctx.slots, ctx.state_count = kernel, slots, len(state0)
-        ctx.save_for_backward(x_tm, w_in, w_hh, padded, *state0, *blocks)
+        ctx.save_for_backward(x_tm, w_in, w_hh, padded, out, *state0, *blocks)
         return (out, *kernel.emit_final(finals))
 
     @staticmethod
     def backward(ctx, d_out, *d_finals):  # type: ignore[override]
         kernel: Kernel = ctx.kernel
         slots: Slots = ctx.slots
-        x_tm, w_in, w_hh, padded, *rest = ctx.saved_tensors
+        x_tm, w_in, w_hh, padded, out, *rest = ctx.saved_tensors
         state0, blocks = rest[: ctx.state_count], rest[ctx.state_count :]
         steps, batch, inputs = x_tm.shape
         H = w_hh.shape[1]
@@ -233,32 +241,27 @@ class Scan(torch.autograd.Function):
         size = _block_size(kernel, batch, H, x_tm)
         # Two scratches, alternating per block: the next block's first step still reads this block's dP.
         coefs = [x_tm.new_empty(size, batch, kernel.coefs * H) for _ in range(2)]
-        masked_d_out = x_tm.new_empty(size, batch, H) if keep is not None and d_out is not None else None
         x_sl, h_sl, g_sl = _cols(H, kernel.x_cols), _cols(H, kernel.h_cols), _cols(H, (0, kernel.gates))
-        s0 = kernel.state_cols[0] * H
         bounds = slots.blocks(size)
         for index in range(len(bounds) - 1, -1, -1):
             start, stop = bounds[index]
             n = stop - start
             buf, coef = blocks[index], coefs[index % 2][:n]
             local = Slots(n, slots.reverse)
-            # The states written just before this block (forward order) end the block visited next.
-            earlier = blocks[index - 1] if index > 0 else None
-            before = [
-                earlier[local.last_row(earlier.shape[0]), :, col * H : (col + 1) * H] if earlier is not None else s
-                for col, s in zip(kernel.state_cols, state0)
-            ]
-            block_keep = keep[start:stop] if keep is not None else None
-            if d_out is None:
-                bw.d_out = None
-            elif masked_d_out is not None:  # padded outputs are constants: no gradient flows from them
-                bw.d_out = torch.mul(d_out[start:stop], block_keep, out=masked_d_out[:n]).unbind(0)
+            states = _states(kernel, buf, out[start:stop], H)
+            if index > 0:  # the states written just before this block end the block visited next
+                a, b = bounds[index - 1]
+                earlier, row = blocks[index - 1], local.last_row(b - a)
+                before = [_states(kernel, earlier, out[a:b], H)[row]]
+                before += [earlier[row, :, col * H : (col + 1) * H] for col in kernel.state_cols]
             else:
-                bw.d_out = d_out[start:stop].unbind(0)
-            kernel.backward_block(bw, buf, coef, before, block_keep, local)
+                before = list(state0)
+            block_keep = keep[start:stop] if keep is not None else None
+            bw.d_out = d_out[start:stop].unbind(0) if d_out is not None else None
+            kernel.backward_block(bw, buf, states, coef, before, block_keep, local)
             dp = coef.view(n * batch, coef.shape[2])[:, g_sl]  # (n B, gates)
             if d_w_hh is not None:
-                for rows, prev in local.previous_pieces(buf[..., s0 : s0 + H], before[0]):
+                for rows, prev in local.previous_pieces(states, before[0]):
                     dp_rows = coef[rows].reshape(-1, coef.shape[2])[:, h_sl]
                     d_w_hh.addmm_(prev.reshape(-1, H).t(), dp_rows)
             if d_w_in is not None:
@@ -292,4 +295,6 @@ def run_scan(
         x_tm = x.transpose(0, 1).contiguous()
         out, internal_finals, _ = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, False)
         finals = kernel.emit_final(internal_finals)
+    if padded is not None:  # outside the scan: inside, padded slots hold the carried state
+        out = out.masked_fill(padded, 0.0)
     return out.transpose(0, 1), kernel.external_final(tuple(finals))
