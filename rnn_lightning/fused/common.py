@@ -20,7 +20,7 @@ from torch import Tensor
 # a buffer far above glibc's mmap threshold comes back from the kernel as fresh pages on every call,
 # and page faults cost ~0.3 ms per MB here (as much as the arithmetic); and the backward's vectorised
 # coefficient pass, its per-step loop and its weight-gradient matmuls all find one block still in cache.
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 2 << 20
 
 
 @dataclass(frozen=True)
