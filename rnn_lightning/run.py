@@ -1,8 +1,15 @@
-"""One training job from a composed config: seed, build, fit, test on the best checkpoint, record.
+"""One training job from a composed config: check, seed, build, fit, test on the best checkpoint, record.
 
-``train.py`` calls :func:`train` under ``@hydra.main``; tests call it with a config from Hydra's compose
-API. It returns the best value of the monitored metric (not the last epoch's), so that an optimizing
-sweeper can use it.
+``train.py`` calls :func:`train` under ``@hydra.main``; tests call it with a config from Hydra's compose API. It returns
+the best value of the monitored metric (not the last epoch's), so that an optimizing sweeper can use it.
+
+Failures keep what is saved: settings are checked before anything is written (:mod:`rnn_lightning.checks`), a folder
+with another run's checkpoints is refused, an earlier metrics.json is kept beside the new one, a NaN loss stops before
+it reaches a checkpoint (:mod:`rnn_lightning.numerics`), and Ctrl-C / SIGTERM save a resumable ``last.ckpt``
+(:mod:`rnn_lightning.signals`). metrics.json ends as ``completed``, ``failed`` or ``interrupted`` with the message.
+
+Under DDP every process runs this function (Lightning's ``ddp`` re-runs train.py per device; SLURM and torchrun start
+one per device); only global rank 0 writes metrics.json, and the test set is scored once, by rank 0 alone.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
@@ -22,40 +30,92 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_lightning.callbacks import EpochSummary
+from rnn_lightning.checks import check_config, check_output_dir, check_resume_data, read_resume_checkpoint
+from rnn_lightning.determinism import SeedEachBatch
+from rnn_lightning.distributed import SameModelEverywhere, end_process_group, is_launch_zero
+from rnn_lightning.launch_id import register_launch_id
+from rnn_lightning.numerics import FiniteGuard
 from rnn_lightning.run_record import RunRecord
+from rnn_lightning.signals import GracefulStop, Interrupted, StopRequest
 
 log = logging.getLogger("rnn_lightning")
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# Also here, not only in train.py: a submitit job process unpickles train() from this module and resolves the
+# run folder's ${launch_id:} there.
+register_launch_id()
+
+
+class NoRecord:
+    """What DDP ranks other than 0 keep instead of a RunRecord: they must not write rank 0's metrics.json."""
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
+        pass
 
 
 def train(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.paths.output_dir)
-    record = RunRecord(
-        output_dir / "metrics.json",
-        task=cfg.task_name,
-        monitor=cfg.monitor.metric,
-        mode=cfg.monitor.mode,
-        overrides=job_overrides(),
-        params=run_params(cfg),
-    )
+    zero = is_launch_zero()
+    if zero:
+        keep_earlier_record(output_dir / "metrics.json")
+        record: RunRecord | NoRecord = RunRecord(
+            output_dir / "metrics.json",
+            task=cfg.task_name,
+            monitor=cfg.monitor.metric,
+            mode=cfg.monitor.mode,
+            overrides=job_overrides(),
+            params=run_params(cfg),
+            resumed_from=None if cfg.ckpt_path is None else str(cfg.ckpt_path),
+        )
+    else:
+        record = NoRecord()
+    stop = StopRequest()
+    stop.install()
     try:
-        return fit_and_test(cfg, output_dir, record)
-    except KeyboardInterrupt as interrupt:
+        return fit_and_test(cfg, output_dir, record, stop)
+    except Interrupted as interrupt:
+        record.finish("interrupted", interrupt)
+        log.warning("%s", interrupt)
+        if not zero:
+            return None  # exit 0: Lightning's ddp launcher kills all processes when a child exits non-zero
+        raise
+    except KeyboardInterrupt as interrupt:  # only where handlers cannot be set (not the main thread)
         record.finish("interrupted", interrupt)
         raise
     except Exception as error:
         record.finish("failed", error)
         raise
+    finally:
+        stop.restore()
 
 
-def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> float | None:
+def keep_earlier_record(path: Path) -> None:
+    """Rename a metrics.json left by an earlier run in this folder (a resumed or a failed one) instead of losing it."""
+    if not path.exists():
+        return
+    number = 1
+    while (kept := path.with_name(f"metrics.earlier-{number}.json")).exists():
+        number += 1
+    path.rename(kept)
+    log.info("kept the earlier %s as %s", path.name, kept.name)
+
+
+def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord, stop: StopRequest) -> float | None:
+    check_config(cfg)
+    check_output_dir(output_dir, cfg.ckpt_path)
+    resume = read_resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
-    # Built before the Trainer so that the module can be sized by the data (the vocabulary).
+    # Built before the Trainer so that the module can be sized by the data (the vocabulary). Every DDP process does
+    # this itself; SameModelEverywhere checks that they agree.
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build_module(cfg, **datamodule.model_inputs())
+    data_inputs = datamodule.model_inputs()
+    check_resume_data(resume, data_inputs)
+    module = build_module(cfg, **data_inputs)
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="best-epoch{epoch:03d}",
@@ -66,21 +126,58 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> float 
     logger = TensorBoardLogger(output_dir, name="tensorboard", version=run_name(), default_hp_metric=False)
     trainer = instantiate(
         cfg.trainer,
-        callbacks=[checkpoint, last_checkpoint(output_dir), *extra_callbacks(cfg)],
+        callbacks=[checkpoint, last_checkpoint(output_dir), *extra_callbacks(cfg, output_dir, stop)],
         logger=logger,
         enable_progress_bar=is_terminal(),
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    best = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
-    record.update(best_val=best, epochs=trainer.current_epoch)
-    tested = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
+    # Give the module the precision's dtype now, as Lightning would at setup: a resumed checkpoint is loaded before
+    # that, and 64-bit weights copied into the float32 module would be rounded (the resumed run would drift).
+    module = trainer.precision_plugin.convert_module(module)
+    with stop.deferred():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    distributed = trainer.world_size > 1
+    end_process_group()
+    if not trainer.is_global_zero:
+        return None
+    best = best_score(checkpoint)
+    epochs = trainer.current_epoch
+    record.update(best_val=best, epochs=epochs)
+    tester = single_process_tester(cfg, logger) if distributed else trainer
+    tested = tester.test(module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
     test_metrics = {name: float(value) for name, value in tested[0].items()}
     hparam_metrics = {f"hparams/{name}": value for name, value in test_metrics.items()}
     hparam_metrics["hparams/best_val"] = math.nan if best is None else best
     logger.log_hyperparams(run_params(cfg), metrics=hparam_metrics)
-    record.finish("completed", test=test_metrics, epochs=trainer.current_epoch)
+    record.finish("completed", test=test_metrics, epochs=epochs)
     log.info("best %s = %s; test %s; outputs in %s", cfg.monitor.metric, best, test_metrics, output_dir)
     return best
+
+
+def best_score(checkpoint: ModelCheckpoint) -> float | None:
+    """The best monitored value. ddp_spawn sends only the best checkpoint's path back from its worker processes, so
+    the score is read from that checkpoint's own copy of the callback state."""
+    if checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    if not checkpoint.best_model_path:
+        return None
+    saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    score = saved.get("callbacks", {}).get(checkpoint.state_key, {}).get("best_model_score")
+    return None if score is None else float(score)
+
+
+def single_process_tester(cfg: DictConfig, logger: TensorBoardLogger) -> L.Trainer:
+    """A one-device Trainer for the test set: under DDP, Lightning's DistributedSampler pads the test set to a
+    multiple of the number of processes and scores those reviews twice; one process scores each exactly once."""
+    return instantiate(
+        cfg.trainer,
+        strategy="auto",
+        devices=1,
+        num_nodes=1,
+        logger=logger,
+        callbacks=[],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
 def build_module(cfg: DictConfig, **data_inputs: Any) -> L.LightningModule:
@@ -103,8 +200,14 @@ def last_checkpoint(output_dir: Path) -> ModelCheckpoint:
     )
 
 
-def extra_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    callbacks: list[L.Callback] = [RichProgressBar() if is_terminal() else EpochSummary()]
+def extra_callbacks(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> list[L.Callback]:
+    callbacks: list[L.Callback] = [
+        RichProgressBar() if is_terminal() else EpochSummary(),
+        SeedEachBatch(cfg.seed),
+        FiniteGuard(monitor=cfg.monitor.metric),
+        GracefulStop(stop, output_dir / "checkpoints" / "last.ckpt"),
+        SameModelEverywhere(),
+    ]
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import rnn_lightning
 from rnn_lightning.data.encoding import encode_batch
+from rnn_lightning.data.epoch_order import EpochShuffle, ResumableLoader
 from rnn_lightning.data.polarity import (
     EXPECTED_SHA256,
     OFFICIAL_URL,
@@ -223,19 +224,19 @@ class SentimentDataModule(L.LightningDataModule):
         """A DataLoader over one split; needs :meth:`setup` first."""
         if dataset is None:
             raise RuntimeError("SentimentDataModule: call setup() before asking for a dataloader.")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
+        # Shuffled: each epoch's order from (seed, epoch) alone, and resumable mid-epoch (see epoch_order).
+        loader_class = ResumableLoader if shuffle else DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=_collate,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader[Batch]:
-        """Shuffled training batches; the order depends only on ``seed``."""
+        """Shuffled training batches; each epoch's order depends only on ``seed`` and the epoch number."""
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader[Batch]:

@@ -12,6 +12,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from rnn_lightning.data.epoch_order import EpochShuffle, ResumableLoader
+
 
 def sine_waves(n_sequences: int, length: int, period: float, max_shift: int, seed: int) -> torch.Tensor:
     """(N, L) float64 sine waves with distinct integer shifts drawn from [-max_shift, max_shift).
@@ -67,9 +69,10 @@ class SineDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         series = self.train_waves.unsqueeze(-1)  # (n_train, L, 1)
         inputs, targets = series[:, :-1], series[:, 1:]  # predict each next point
-        generator = torch.Generator().manual_seed(self.hparams.seed)
         dataset = TensorDataset(inputs, targets)
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=True, generator=generator)
+        # Each epoch's order from (seed, epoch) alone, and resumable mid-epoch (see epoch_order).
+        order = EpochShuffle(len(dataset), self.hparams.seed)
+        return ResumableLoader(dataset, batch_size=self.hparams.batch_size, sampler=order)
 
     def val_dataloader(self) -> DataLoader:
         held = self.train_waves[-self.hparams.n_val :]  # (n_val, L), forecast, not one step ahead

@@ -34,7 +34,17 @@ class RecurrentTask(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.training_loss(batch) if self.automatic_optimization else self._lbfgs_step(batch)
         batch_size = len(batch[0])
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        # sync_dist: under DDP the epoch value is the mean over every process's batches, not rank 0's alone (only at
+        # epoch end, since on_step=False; a no-op in one process).
+        self.log(
+            "train/loss",
+            loss.detach(),
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=True,
+        )
         return loss if self.automatic_optimization else None
 
     def _lbfgs_step(self, batch: Any) -> Tensor:
