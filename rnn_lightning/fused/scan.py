@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from rnn_lightning.cells import RecurrentCell, State
 from rnn_lightning.fused.common import Slots, block_steps, padding_mask
@@ -213,6 +214,7 @@ class Scan(torch.autograd.Function):
         return (out, *kernel.emit_final(finals))
 
     @staticmethod
+    @once_differentiable  # the backward is hand-written: a double backward must fail, not be wrong
     def backward(ctx, d_out, *d_finals):  # type: ignore[override]
         kernel: Kernel = ctx.kernel
         slots: Slots = ctx.slots
