@@ -108,6 +108,7 @@ class LSTMKernel(Kernel):
         pad = (1 - keep).unbind(0) if keep is not None else None
         if "dc" not in bw.extra:
             bw.extra["dc"] = buf.new_empty(batch, 1, H)
+            bw.extra["dcf_last"] = buf.new_empty(batch, H)
             final = bw.extra.get("d_final1")
             bw.extra["dcf"] = final if final is not None else buf.new_zeros(batch, H)
         dc, dcf = bw.extra["dc"], bw.extra["dcf"]
@@ -120,7 +121,7 @@ class LSTMKernel(Kernel):
             dcf = dcfs[j]
             bw.dp_next, bw.dh_next = dps[j], dh
             bw.through_next = pad[j] if pad is not None else None
-        bw.extra["dcf"] = dcf
+        bw.extra["dcf"] = bw.extra["dcf_last"].copy_(dcf)  # out of the scratch, which the next block reuses
 
     def initial_grads(self, bw: Backward) -> list[Tensor]:
         return [bw.initial(), bw.extra["dcf"]]

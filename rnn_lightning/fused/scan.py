@@ -6,17 +6,15 @@ everything else:
 
 * forward, block by block: project the inputs of the block's steps in one matmul, bias folded in,
   straight into the block's buffer; the kernel adds ``h @ U'^T`` in place per step (``addmm_``: the
-  input term is not copied) and applies its activations; then it writes the block's torch.nn-style
-  outputs with one vectorised op while they are in cache. Every saved value lives in block buffers of
-  about ``BLOCK_BYTES``: see ``common.py`` for why;
+  input term is not copied), applies its activations and writes h into the output, which is also the
+  saved state. Everything else saved lives in block buffers of about ``BLOCK_BYTES`` (``common.py``
+  says why);
 * backward (a ``torch.autograd.Function``; no autograd graph inside), block by block in reverse: the
   kernel turns the saved activations into per-step coefficients (vectorised over the block), runs the
   reverse recurrence writing the gate gradients ``dP`` over them, and the engine accumulates
   ``dU' += dP_h^T h_prev``, ``dW' += dP_x^T x``, ``db' += sum dP`` and ``dx = dP_x W'``, a few matmuls
   per block, while ``dP`` is still in cache.
 
-The backward is linear in the incoming gradients, so a kernel whose state is an affine image of h
-(``h = 2u - 1``) runs it on the h-space gradients and scales the results once (``grad_scale``).
 Weight reordering, scaling and bias folding happen outside the Function, in differentiable ops on
 the small weight tensors, so autograd maps those gradients back. Nothing in the loops reads a value
 back to the host, so the same code queues asynchronously on CUDA.
@@ -92,25 +90,15 @@ class Kernel:
     """One cell kind in internal coordinates. Widths are counted in blocks of H columns."""
 
     gates: int  # gate columns per step, at the start of the block buffer
-    saved: int  # columns of the block buffer per step
+    saved: int  # columns of the block buffer per step; 0: the gates are computed in the output (RNN)
     coefs: int  # columns of backward scratch per step, the gate gradients dP in its first ``gates``
     x_cols: tuple[int, int]  # gate columns fed by the input projection
     h_cols: tuple[int, int]  # gate columns fed by h @ U'^T
-    h_col: int | None = None  # block column of the first state component; None: it is the output
-    state_cols: tuple[int, ...] = ()  # block columns of the further state components
-    grad_scale: float = 1.0  # d(internal state 0) / d(h): the backward runs on h-space gradients
+    state_cols: tuple[int, ...] = ()  # block columns of the state components after h (LSTM: c2)
 
     def internal(self, cell: RecurrentCell, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
         """(W' (x cols, I), b' (gates,), U' (h cols, H), internal initial state)."""
         raise NotImplementedError
-
-    def emit(self, states: Tensor, out: Tensor) -> None:
-        """Write a block's outputs (n, B, H) from its internal states (kernels with an ``h_col``)."""
-        raise NotImplementedError
-
-    def emit_final(self, finals: list[Tensor]) -> list[Tensor]:
-        """Internal final state -> returned final state (first component in h-space)."""
-        return [f.clone() for f in finals]
 
     def external_final(self, finals: State) -> State:
         """Returned final state -> torch.nn's, in differentiable ops."""
@@ -121,7 +109,7 @@ class Kernel:
         gates can; otherwise the kernel masks in its forward block."""
 
     def forward_block(self, fw: Forward, buf: Tensor, states: Tensor, keep: Tensor | None, local: Slots) -> None:
-        """Run one block's steps; ``states`` (n, B, H) receives the first state component."""
+        """Run one block's steps; ``states`` (n, B, H), the block's slice of the output, receives h."""
         raise NotImplementedError
 
     def backward_block(
@@ -134,8 +122,9 @@ class Kernel:
         keep: Tensor | None,
         local: Slots,
     ) -> None:
-        """Fill ``coef[..., :gates]`` with dP for one block's steps, updating ``bw``; ``before`` holds,
-        per state component, the (B, H) state written just before the block (``Slots.previous_pieces``)."""
+        """Fill ``coef[..., :gates]`` with dP for one block's steps, updating ``bw``; ``states`` is the
+        block's h, ``before`` per state component the (B, H) state written just before the block
+        (``Slots.previous_pieces``). Values handed to the next block must not point into ``coef``."""
         raise NotImplementedError
 
     def initial_grads(self, bw: Backward) -> list[Tensor]:
@@ -146,9 +135,10 @@ def _cols(H: int, cols: tuple[int, int]) -> slice:
     return slice(cols[0] * H, cols[1] * H)
 
 
-def _states(kernel: Kernel, buf: Tensor, out: Tensor, H: int) -> Tensor:
-    """(n, B, H): where a block keeps its first state component."""
-    return out if kernel.h_col is None else buf[..., kernel.h_col * H : (kernel.h_col + 1) * H]
+def _time_major(x: Tensor, start: int, stop: int) -> Tensor:
+    """Steps start..stop-1 of x (B, T, I) as ((stop - start) B, I) rows: a view when x is a time-major
+    buffer's transpose (stacked layers), else a copy of one block, never of the whole input."""
+    return x[:, start:stop].transpose(0, 1).reshape(-1, x.shape[2])
 
 
 def _block_size(kernel: Kernel, batch: int, H: int, x: Tensor) -> int:
@@ -166,38 +156,36 @@ def scan_forward(
     state0: State,
     save: bool,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """x (T, B, I) time-major -> (outputs (T, B, H), internal final states, saved block buffers)."""
-    steps, batch, inputs = x.shape
+    """x (B, T, I) -> (outputs (T, B, H), final states, saved block buffers)."""
+    batch, steps, _ = x.shape
     H = w_hh.shape[1]
     width = kernel.saved * H
     out = x.new_empty(steps, batch, H)
     keep = (~padded).to(x.dtype) if padded is not None else None  # lerp weights: 1 real, 0 padded
     fw = Forward(weight_t=w_hh.t(), carry=list(state0), scratch=x.new_empty(batch, H))
     size = _block_size(kernel, batch, H, x)
-    reused = None if save else x.new_empty(size, batch, width)
+    reused = x.new_empty(size, batch, width) if width and not save else None
     x_sl = _cols(H, kernel.x_cols)
     blocks: list[Tensor] = []
     for start, stop in slots.blocks(size):
         n = stop - start
-        if reused is not None:
-            # The carried states point into the reused buffer, which the projection is about to
-            # overwrite (the RNN's state is its gate column): take them out first.
-            fw.carry = [c.clone() if c.data_ptr() != s.data_ptr() else c for c, s in zip(fw.carry, state0)]
+        if not width:
+            buf = out[start:stop]
+        elif reused is not None:
+            # The carried further states (LSTM: c2) point into the reused buffer: keep them.
+            fw.carry = fw.carry[:1] + [c.clone() for c in fw.carry[1:]]
             buf = reused[:n]
         else:
             buf = x.new_empty(n, batch, width)
             blocks.append(buf)
-        flat = buf.view(n * batch, width)
-        torch.addmm(bias[x_sl], x[start:stop].reshape(n * batch, inputs), w_in.t(), out=flat[:, x_sl])
+        flat = buf.view(n * batch, buf.shape[2])
+        torch.addmm(bias[x_sl], _time_major(x, start, stop), w_in.t(), out=flat[:, x_sl])
         if x_sl.start > 0:  # leading gate columns with no input part start at their bias
             flat[:, : x_sl.start].copy_(bias[: x_sl.start].expand(n * batch, -1))
         if padded is not None:
             kernel.fill_padding(buf, padded[start:stop])
         block_keep = keep[start:stop] if keep is not None else None
-        states = _states(kernel, buf, out[start:stop], H)
-        kernel.forward_block(fw, buf, states, block_keep, Slots(n, slots.reverse))
-        if kernel.h_col is not None:
-            kernel.emit(states, out[start:stop])
+        kernel.forward_block(fw, buf, out[start:stop], block_keep, Slots(n, slots.reverse))
     return out, fw.carry, blocks
 
 
@@ -207,55 +195,53 @@ class Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kernel, slots, x, w_in, bias, w_hh, padded, *state0):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        x_tm = x.transpose(0, 1).contiguous()  # (T, B, I); free when x is a time-major buffer's view
-        out, finals, blocks = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, True)
+        out, finals, blocks = scan_forward(kernel, slots, x, w_in, bias, w_hh, padded, state0, True)
         ctx.kernel, ctx.slots, ctx.state_count = kernel, slots, len(state0)
-        ctx.save_for_backward(x_tm, w_in, w_hh, padded, out, *state0, *blocks)
-        return (out, *kernel.emit_final(finals))
+        ctx.save_for_backward(x, w_in, w_hh, padded, out, *state0, *blocks)
+        return (out, *(f.clone() for f in finals))
 
     @staticmethod
     @once_differentiable  # the backward is hand-written: a double backward must fail, not be wrong
     def backward(ctx, d_out, *d_finals):  # type: ignore[override]
         kernel: Kernel = ctx.kernel
         slots: Slots = ctx.slots
-        x_tm, w_in, w_hh, padded, out, *rest = ctx.saved_tensors
+        x, w_in, w_hh, padded, out, *rest = ctx.saved_tensors
         state0, blocks = rest[: ctx.state_count], rest[ctx.state_count :]
-        steps, batch, inputs = x_tm.shape
+        batch, steps, inputs = x.shape
         H = w_hh.shape[1]
         need = ctx.needs_input_grad
-        d_x = x_tm.new_empty(steps, batch, inputs) if need[2] else None
+        d_x = x.new_empty(steps, batch, inputs) if need[2] else None
         # Weight gradients accumulate transposed, (in, gates): MKL runs these skinny products ~25% faster
         # with the wide dimension last.
         d_w_in = w_in.new_zeros(w_in.shape[1], w_in.shape[0]) if need[3] else None
-        d_bias = x_tm.new_zeros(kernel.gates * H) if need[4] else None
+        d_bias = x.new_zeros(kernel.gates * H) if need[4] else None
         d_w_hh = w_hh.new_zeros(w_hh.shape[1], w_hh.shape[0]) if need[5] else None
-        keep = (~padded).to(x_tm.dtype) if padded is not None else None
+        keep = (~padded).to(x.dtype) if padded is not None else None
         bw = Backward(
             weight=w_hh,
             d_final=d_finals[0],
-            dh_bufs=(x_tm.new_empty(batch, H), x_tm.new_empty(batch, H)),
-            base=x_tm.new_empty(batch, H),
+            dh_bufs=(x.new_empty(batch, H), x.new_empty(batch, H)),
+            base=x.new_empty(batch, H),
         )
         for k, d in enumerate(d_finals[1:], start=1):
             if d is not None:
                 bw.extra[f"d_final{k}"] = d
 
-        size = _block_size(kernel, batch, H, x_tm)
-        # Two scratches, alternating per block: the next block's first step still reads this block's dP.
-        coefs = [x_tm.new_empty(size, batch, kernel.coefs * H) for _ in range(2)]
+        size = _block_size(kernel, batch, H, x)
+        scratch = x.new_empty(size, batch, kernel.coefs * H)
         x_sl, h_sl, g_sl = _cols(H, kernel.x_cols), _cols(H, kernel.h_cols), _cols(H, (0, kernel.gates))
+        dp_last = x.new_empty(batch, h_sl.stop - h_sl.start)  # dP of a block's last step, for the next
         bounds = slots.blocks(size)
         for index in range(len(bounds) - 1, -1, -1):
             start, stop = bounds[index]
             n = stop - start
-            buf, coef = blocks[index], coefs[index % 2][:n]
+            states, coef = out[start:stop], scratch[:n]
+            buf = blocks[index] if blocks else states
             local = Slots(n, slots.reverse)
-            states = _states(kernel, buf, out[start:stop], H)
             if index > 0:  # the states written just before this block end the block visited next
                 a, b = bounds[index - 1]
-                earlier, row = blocks[index - 1], local.last_row(b - a)
-                before = [_states(kernel, earlier, out[a:b], H)[row]]
-                before += [earlier[row, :, col * H : (col + 1) * H] for col in kernel.state_cols]
+                row = local.last_row(b - a)
+                before = [out[a + row]] + [blocks[index - 1][row, :, c * H : (c + 1) * H] for c in kernel.state_cols]
             else:
                 before = list(state0)
             block_keep = keep[start:stop] if keep is not None else None
@@ -267,17 +253,14 @@ class Scan(torch.autograd.Function):
                     dp_rows = coef[rows].reshape(-1, coef.shape[2])[:, h_sl]
                     d_w_hh.addmm_(prev.reshape(-1, H).t(), dp_rows)
             if d_w_in is not None:
-                d_w_in.addmm_(x_tm[start:stop].reshape(n * batch, inputs).t(), dp[:, x_sl])
+                d_w_in.addmm_(_time_major(x, start, stop).t(), dp[:, x_sl])
             if d_bias is not None:
                 d_bias.add_(dp.sum(0))
             if d_x is not None:
                 out_x = d_x[start:stop].view(n * batch, inputs)
-                torch.addmm(out_x, dp[:, x_sl], w_in, beta=0, alpha=kernel.grad_scale, out=out_x)
+                torch.mm(dp[:, x_sl], w_in, out=out_x)
+            bw.dp_next = dp_last.copy_(bw.dp_next)  # the scratch is about to be overwritten
         d_state0 = kernel.initial_grads(bw)
-        if kernel.grad_scale != 1.0:
-            for d in (d_w_in, d_bias, d_w_hh, d_state0[0]):
-                if d is not None:
-                    d.mul_(kernel.grad_scale)
         d_x_out = d_x.transpose(0, 1) if d_x is not None else None
         d_w_in = d_w_in.t() if d_w_in is not None else None
         d_w_hh = d_w_hh.t() if d_w_hh is not None else None
@@ -294,9 +277,7 @@ def run_scan(
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_in, bias, w_hh, *state0)):
         out, *finals = Scan.apply(kernel, slots, x, w_in, bias, w_hh, padded, *state0)
     else:  # inference: one reused block buffer, no graph
-        x_tm = x.transpose(0, 1).contiguous()
-        out, internal_finals, _ = scan_forward(kernel, slots, x_tm, w_in, bias, w_hh, padded, state0, False)
-        finals = kernel.emit_final(internal_finals)
+        out, finals, _ = scan_forward(kernel, slots, x, w_in, bias, w_hh, padded, state0, False)
     if padded is not None:  # outside the scan: inside, padded slots hold the carried state
         out = out.masked_fill(padded, 0.0)
     return out.transpose(0, 1), kernel.external_final(tuple(finals))
