@@ -4,7 +4,7 @@ ARGS ?=
 DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-glove train train-sine sweep tensorboard test test-full bench report reproduce reproduce-quick lint format clean
+.PHONY: help install install-glove train train-sine sweep tensorboard test test-full bench bench-epoch report reproduce reproduce-quick lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-full: ## Every test, including the slow ones
 
 bench: ## Speed of loop vs fused vs torch.nn cells (ARGS="--quick" for a short run)
 	$(PYTHON) -m rnn_lightning.bench $(ARGS)
+
+bench-epoch: ## One sentiment epoch: Trainer vs plain loop, loop vs fused cells
+	$(PYTHON) -m rnn_lightning.bench_epoch $(ARGS)
 
 report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
 	$(PYTHON) -m rnn_lightning.report $(DIR)
