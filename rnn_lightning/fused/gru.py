@@ -73,15 +73,15 @@ class GRUKernel(Kernel):
         hn, r, z, n = (buf[..., k * H : (k + 1) * H] for k in range(4))
         c_r, kr, kz, kn = (coef[..., k * H : (k + 1) * H] for k in range(4))
         # [dz, dsn] = dh [Kz, Kn] then [dhn', dr] = dsn [r, Kr], with:
-        c_r.copy_(r)
         torch.addcmul(r, r, r, value=-1, out=kr).mul_(hn)  # Kr = hn' r (1 - r)
         torch.addcmul(z, z, z, value=-1, out=kn)  # z (1 - z), for a moment
         for rows, prev in local.previous_pieces(states, before[0]):
             torch.sub(prev, n[rows], out=kz[rows])
         kz.mul_(kn)  # Kz = (h_prev - n) z (1 - z)
+        half_one_minus_z = torch.add(buf.new_tensor(0.5), z, alpha=-0.5, out=c_r)  # for a moment
         torch.mul(n, n, out=kn)
-        torch.addcmul(kn, kn, z, value=-1, out=kn)  # n² (1 - z)
-        torch.sub(1 - z, kn, out=kn).mul_(0.5)  # Kn = (1 - z) (1 - n²) / 2
+        torch.addcmul(half_one_minus_z, half_one_minus_z, kn, value=-1, out=kn)  # Kn = (1 - z)(1 - n²) / 2
+        c_r.copy_(r)
 
         quarters = coef.view(steps, batch, 4, H)
         kzn, rkr, dsn = quarters[:, :, 2:].unbind(0), quarters[:, :, :2].unbind(0), quarters[:, :, 3:].unbind(0)
