@@ -8,9 +8,12 @@ Protocol, the same for every implementation:
   ``reference.torch_twin``); one step is ``zero_grad(set_to_none)``, forward, ``out.backward(g)`` with a
   fixed dense upstream gradient ``g``. The input requires grad (as a layer inside a network sees it)
   unless ``--no-input-grad``;
-* time: wall clock, median of ``--repeats`` runs after ``--warmup`` runs. The implementations of one
-  cell / shape / dtype take turns run by run, so background load falls on all of them alike, and
-  ``ratio`` divides by the ``torch`` row of that same group (same process, same minutes);
+* time: median of ``--repeats`` runs after ``--warmup`` runs. The implementations of one cell / shape /
+  dtype take turns run by run, so background load falls on all of them alike, and ``ratio`` divides by
+  the ``torch`` row of that same group (same process, same minutes). The clock (``--clock``): on CPU
+  with one thread, the calling thread's CPU time, which holds the whole step (ops, MKL, the autograd
+  engine's CPU backward, page faults) but not the time other processes hold the core; with more threads
+  or on CUDA, wall clock (after a synchronize). ``--clock wall`` forces wall clock;
 * threads: set explicitly (``--threads``, default 1) and printed. One thread is the default because
   this project's 2-core machines are shared: with two OpenMP threads, every small op waits for the
   other core, and timings swing tenfold with the neighbours' load. Pass ``--threads 2`` on a quiet one;
@@ -28,6 +31,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +41,7 @@ from rnn_lightning.layer import Recurrent
 from rnn_lightning.reference import torch_twin
 
 CELLS = ("rnn", "lstm", "gru")
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
 IMPLS = ("loop", "fused", "torch")
 
 
@@ -101,8 +106,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_times(steps: dict[str, TrainingStep], repeats: int, warmup: int, device: str) -> dict[str, float]:
-    """Median wall-clock ms per implementation; implementations take turns run by run."""
+def median_times(
+    steps: dict[str, TrainingStep], repeats: int, warmup: int, device: str, clock: Callable[[], float]
+) -> dict[str, float]:
+    """Median ms per implementation on ``clock``; implementations take turns run by run."""
     for _ in range(warmup):
         for step in steps.values():
             step.reset()
@@ -112,10 +119,10 @@ def median_times(steps: dict[str, TrainingStep], repeats: int, warmup: int, devi
         for impl, step in steps.items():
             step.reset()
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             step()
             _sync(device)
-            times[impl].append((time.perf_counter() - start) * 1e3)
+            times[impl].append((clock() - start) * 1e3)
     return {impl: statistics.median(ts) for impl, ts in times.items()}
 
 
@@ -154,7 +161,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
                 x = x.to(args.device).requires_grad_(args.input_grad)
                 upstream = torch.randn(shape.batch, shape.steps, shape.hidden, generator=gen, dtype=dtype)
                 steps = {impl: TrainingStep(layer, x, upstream.to(args.device)) for impl, layer in layers.items()}
-                ms = median_times(steps, args.repeats, args.warmup, args.device)
+                ms = median_times(steps, args.repeats, args.warmup, args.device, CLOCKS[args.clock])
                 peaks = {impl: peak_mb(step, args.device) if args.memory else None for impl, step in steps.items()}
                 for impl in steps:
                     rows.append(
@@ -205,6 +212,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per implementation first")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--clock", choices=["auto", "wall", "cpu"], default="auto", help="auto: cpu with 1 CPU thread, else wall"
+    )
     parser.add_argument("--no-input-grad", dest="input_grad", action="store_false", help="input needs no grad")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up, sine float32 and b200 only")
@@ -216,6 +226,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.dtypes = args.dtypes or ["float32"]
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be at least 1, --warmup at least 0")
+    if args.clock == "auto":
+        args.clock = "cpu" if args.device == "cpu" and args.threads == 1 else "wall"
+    if args.clock == "cpu" and (args.device != "cpu" or args.threads != 1):
+        parser.error("--clock cpu measures the calling thread: only with --device cpu --threads 1")
     args.progress = not args.json and sys.stderr.isatty()
     return args
 
@@ -223,8 +237,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    clock = "thread CPU time" if args.clock == "cpu" else "wall clock"
     setup = (
-        f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+        f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} clock={clock} "
         f"input_grad={args.input_grad} repeats={args.repeats} warmup={args.warmup}"
     )
     rows = measure(args)
