@@ -49,7 +49,7 @@ class GRUKernel(Kernel):
         hn, r, z, n = (buf[:, :, k * H : (k + 1) * H].unbind(0) for k in range(4))
         hv = local.chain(fw.carry[0], states.unbind(0))
         weight_t, rd, wr = fw.weight_t, local.read, local.write
-        minus_one = buf.new_tensor(-1.0)
+        minus_one = buf.new_full((), -1.0)
         for j in local.forward_steps():
             hidden[j].addmm_(hv[j + rd], weight_t)  # hn', r, z pre-activations
             rz[j].sigmoid_()
@@ -78,7 +78,7 @@ class GRUKernel(Kernel):
         for rows, prev in local.previous_pieces(states, before[0]):
             torch.sub(prev, n[rows], out=kz[rows])
         kz.mul_(kn)  # Kz = (h_prev - n) z (1 - z)
-        half_one_minus_z = torch.add(buf.new_tensor(0.5), z, alpha=-0.5, out=c_r)  # for a moment
+        half_one_minus_z = torch.add(buf.new_full((), 0.5), z, alpha=-0.5, out=c_r)  # for a moment
         torch.mul(n, n, out=kn)
         torch.addcmul(half_one_minus_z, half_one_minus_z, kn, value=-1, out=kn)  # Kn = (1 - z)(1 - n²) / 2
         c_r.copy_(r)

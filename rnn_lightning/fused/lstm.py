@@ -58,7 +58,7 @@ class LSTMKernel(Kernel):
         th, weight_t = fw.scratch, fw.weight_t
         h_new = torch.empty_like(th) if kv is not None else None
         r, w = local.read, local.write
-        minus_two, minus_one = buf.new_tensor(-2.0), buf.new_tensor(-1.0)
+        minus_two, minus_one = buf.new_full((), -2.0), buf.new_full((), -1.0)
         for j in local.forward_steps():
             gates[j].addmm_(hv[j + r], weight_t).sigmoid_()  # o, i, f, s_g
             torch.add(minus_two, g[j], alpha=4, out=g[j])  # 4 s_g - 2 = 2 tanh(g_pre)
@@ -87,7 +87,7 @@ class LSTMKernel(Kernel):
         ko, ki, kf, kg, kff, kc = (coef[..., k * H : (k + 1) * H] for k in range(6))
         # dP = [dh Ko | dc2 Ki | dc2 Kf | dc2 Kg], dc2_t = dc2_{t+1} f_{t+1} + dh Kc / 2, where
         th = torch.sigmoid(c2, out=kc)
-        torch.add(buf.new_tensor(-1.0), th, alpha=2, out=th)  # tanh(c), for a moment in Kc's place
+        torch.add(buf.new_full((), -1.0), th, alpha=2, out=th)  # tanh(c), for a moment in Kc's place
         sig = buf[..., : 3 * H]
         torch.addcmul(sig, sig, sig, value=-1, out=coef[..., : 3 * H])  # s (1 - s) for o, i, f
         ko.mul_(th)  # Ko = th o (1 - o)

@@ -30,7 +30,7 @@ class RNNKernel(Kernel):
         hv = local.chain(fw.carry[0], states.unbind(0))
         kv = keep.unbind(0) if keep is not None else None
         weight_t, r, w = fw.weight_t, local.read, local.write
-        minus_one = buf.new_tensor(-1.0)
+        minus_one = buf.new_full((), -1.0)
         for j in local.forward_steps():
             h = hv[j + w].addmm_(hv[j + r], weight_t).sigmoid_()  # σ(2a)
             torch.add(minus_one, h, alpha=2, out=h)  # tanh(a)
@@ -48,7 +48,7 @@ class RNNKernel(Kernel):
         keep: Tensor | None,
         local: Slots,
     ) -> None:
-        torch.addcmul(states.new_tensor(0.5), states, states, value=-0.5, out=coef)  # K = (1 - h²) / 2
+        torch.addcmul(states.new_full((), 0.5), states, states, value=-0.5, out=coef)  # K = (1 - h²) / 2
         if keep is not None:  # a padded step: dh passes straight through
             coef.mul_(keep)
         ks = coef.unbind(0)

@@ -17,7 +17,8 @@ everything else:
 
 Weight reordering, scaling and bias folding happen outside the Function, in differentiable ops on
 the small weight tensors, so autograd maps those gradients back. Nothing in the loops reads a value
-back to the host, so the same code queues asynchronously on CUDA.
+back to the host, and constants are made with ``new_full`` (a fill kernel, where ``new_tensor`` would
+be a blocking host-to-device copy), so the same code queues asynchronously on CUDA.
 """
 
 from __future__ import annotations
