@@ -4,7 +4,6 @@ import hydra
 from omegaconf import DictConfig
 
 from rnn_lightning.launch_id import register_launch_id
-from rnn_lightning.run import train
 
 # Before @hydra.main composes anything: conf/config.yaml's run and sweep folders use ${launch_id:}.
 register_launch_id()
@@ -12,6 +11,10 @@ register_launch_id()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here, not at the top: torch and Lightning take seconds to import, and --help, --cfg job or a mistyped
+    # option need neither.
+    from rnn_lightning.run import train
+
     return train(cfg)
 
 

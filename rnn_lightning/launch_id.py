@@ -4,9 +4,10 @@
 the same second would share a folder and overwrite each other's jobs. The id is appended to the time.
 
 Why per process and cached: every job of one ``-m`` sweep must land in the same sweep folder, so the value may not
-change between two resolutions in the launching process. The resolver is registered with OmegaConf's cache as well,
-because Hydra copies the launching config's resolver cache into each job's config (the submitit launcher recomposes
-the config in another process, where this module would draw another id).
+change between two resolutions in the launching process. The resolver also uses OmegaConf's cache: the submitit
+launcher recomposes each job's config in another process, where this module would draw another id; Hydra sends the
+registered resolvers there in its singleton state and copies the launching config's resolver cache into the job's
+config, so the job resolves the launcher's id.
 """
 
 from __future__ import annotations

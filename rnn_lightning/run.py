@@ -24,6 +24,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -41,8 +42,9 @@ from rnn_lightning.signals import GracefulStop, Interrupted, StopRequest
 log = logging.getLogger("rnn_lightning")
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-# Also here, not only in train.py: a submitit job process unpickles train() from this module and resolves the
-# run folder's ${launch_id:} there.
+# check_output_dir refuses another run's checkpoints; what is left for Lightning to warn about is a resumed run's own.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# Also here, not only in train.py: a config composed without train.py (tests, a notebook) names its run folder too.
 register_launch_id()
 
 
@@ -108,7 +110,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
     check_output_dir(output_dir, cfg.ckpt_path)
     resume = read_resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     # Built before the Trainer so that the module can be sized by the data (the vocabulary). Every DDP process does
     # this itself; SameModelEverywhere checks that they agree.
     datamodule.prepare_data()
@@ -124,7 +126,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
         mode=cfg.monitor.mode,
     )
     logger = TensorBoardLogger(output_dir, name="tensorboard", version=run_name(), default_hp_metric=False)
-    trainer = instantiate(
+    trainer = build(
         cfg.trainer,
         callbacks=[checkpoint, last_checkpoint(output_dir), *extra_callbacks(cfg, output_dir, stop)],
         logger=logger,
@@ -140,7 +142,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
     if not trainer.is_global_zero:
         return None
     best = best_score(checkpoint)
-    epochs = trainer.current_epoch
+    epochs = completed_epochs(trainer, output_dir / "checkpoints" / "last.ckpt")
     record.update(best_val=best, epochs=epochs)
     tester = single_process_tester(cfg, logger) if distributed else trainer
     tested = tester.test(module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
@@ -153,6 +155,17 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
     return best
 
 
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a constructor's own error (the data module's "data.max_len must be ...") comes out as
+    itself rather than inside Hydra's InstantiationException, whose first line only names the class."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, Exception):
+            raise error.__cause__ from None
+        raise
+
+
 def best_score(checkpoint: ModelCheckpoint) -> float | None:
     """The best monitored value. ddp_spawn sends only the best checkpoint's path back from its worker processes, so
     the score is read from that checkpoint's own copy of the callback state."""
@@ -163,6 +176,14 @@ def best_score(checkpoint: ModelCheckpoint) -> float | None:
     saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     score = saved.get("callbacks", {}).get(checkpoint.state_key, {}).get("best_model_score")
     return None if score is None else float(score)
+
+
+def completed_epochs(trainer: L.Trainer, last: Path) -> int:
+    """Epochs trained. Under ddp_spawn the loops ran in the worker processes and this Trainer's counters stayed at 0;
+    last.ckpt, written at the end of the last epoch, has the 0-based index of that epoch."""
+    if trainer.current_epoch > 0 or not last.exists():
+        return trainer.current_epoch
+    return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
 def single_process_tester(cfg: DictConfig, logger: TensorBoardLogger) -> L.Trainer:

@@ -3,8 +3,7 @@
 A ``DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed))`` draws each epoch's order from a generator
 whose state is the sum of all earlier epochs; a run resumed from a checkpoint starts a fresh generator, so its epoch 3
 would be the uninterrupted run's epoch 0 order. :class:`EpochShuffle` draws epoch ``e`` from ``(seed, e)`` instead;
-Lightning calls ``set_epoch`` before every epoch (and forwards it through the ``DistributedSamplerWrapper`` it puts
-around the sampler under DDP, which then hands each process every world-size-th index of the same order).
+Lightning calls ``set_epoch`` before every epoch.
 
 :class:`ResumableLoader` tells Lightning how far into the epoch it was (``state_dict``, saved in every checkpoint) and
 skips that many batches when a run restarts from a mid-epoch checkpoint (``load_state_dict``, which Lightning calls
@@ -14,31 +13,51 @@ sees exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Sampler
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
 
 
-class EpochShuffle(Sampler[int]):
-    """A permutation of ``range(size)`` drawn from ``(seed, epoch)``."""
+class EpochShuffle(DistributedSampler):
+    """A permutation of ``range(size)`` drawn from ``(seed, epoch)``; under DDP, process r takes every world-th index
+    of it from position r (the permutation padded, like DistributedSampler, to a multiple of the world size).
 
-    def __init__(self, size: int, seed: int) -> None:
+    So step j of N processes with ``batch=b`` trains on exactly the examples of step j of one process with
+    ``batch=N*b``: DDP changes how the work is split, not what is learned (up to floating-point summation order).
+
+    A DistributedSampler subclass only so that Lightning uses it as it is: a plain sampler would be wrapped in
+    Lightning's DistributedSamplerWrapper, which reshuffles it with its own generator. DistributedSampler's constructor
+    is not called, because it needs the process group, which does not exist yet when the DataLoader is built; rank and
+    world size are read when an epoch starts.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:  # not super().__init__(): see the class docstring
         self.size = size
         self.seed = seed
         self.epoch = 0
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return math.ceil(self.size / self._world()[1])
 
     def __iter__(self) -> Iterator[int]:
         # A SeedSequence of both numbers: seeds (1, 2) and (2, 1) give unrelated orders, unlike seed + epoch.
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        return iter(order.tolist())
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
+        rank, world = self._world()
+        order += order[: len(self) * world - self.size]
+        return iter(order[rank::world])
 
 
 class ResumableLoader(DataLoader):

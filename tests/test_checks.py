@@ -1,0 +1,244 @@
+"""Bad input fails before any training, with a message that names the value and says what to do; nothing saved is lost.
+
+One table: each row is the overrides of one mistake and a fragment its message must contain. Most rows run train() in
+this process on the composed config; the three unknown config options run a real ``python train.py``, since the
+message there is Hydra's own (it names the option and lists the choices).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
+
+from rnn_lightning.run import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SENTIMENT = [
+    "model.hidden_size=4",
+    "epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
+HYDRA_OPTIONS = {
+    "optim=nope": "Could not find 'optim/nope'\n\nAvailable options in 'optim':\n\tadam\n\tlbfgs\n\tsgdm",
+    "model=nope": "Could not find 'model/nope'\n\nAvailable options in 'model':\n\tgru\n\tlstm\n\trnn",
+    "task=nope": "Could not find 'task/nope'\n\nAvailable options in 'task':\n\tsentiment\n\tsine",
+}
+DDP_SWEEP = ["-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY_SINE, "optim=adam"]
+# Rows whose message only a real `python train.py` shows: Hydra's composition errors, and a check about -m sweeps.
+SCRIPT_ROWS = [[option] for option in HYDRA_OPTIONS] + [DDP_SWEEP]
+NO_GPU = pytest.mark.skipif(torch.cuda.device_count() > 0, reason="this machine has a GPU")
+
+# (overrides, fragment of the message). {data}: the real rt-polarity folder; {tmp}: this case's folder (with the files
+# the case's setup wrote); {sine_ckpt}/{sentiment_ckpt}: real checkpoints; {port}: a closed local port.
+CASES = [
+    pytest.param(["batch=0"], "batch=0 must be a positive whole number", id="batch=0"),
+    pytest.param(["batch=-3"], "batch=-3 must be a positive whole number", id="batch=-3"),
+    pytest.param(["epochs=0"], "epochs=0 must be a positive whole number of passes", id="epochs=0"),
+    pytest.param(["model.hidden_size=0"], "model.hidden_size=0 must be a positive whole number", id="hidden_size=0"),
+    pytest.param(["optim.lr=-1"], "optim.lr=-1 must be a positive learning rate; try optim.lr=0.001", id="lr=-1"),
+    pytest.param(["data.max_len=0"], "data.max_len must be an integer >= 1, got 0; set data.max_len=", id="max_len=0"),
+    pytest.param(["optim=nope"], HYDRA_OPTIONS["optim=nope"], id="optim=nope"),
+    pytest.param(["model=nope"], HYDRA_OPTIONS["model=nope"], id="model=nope"),
+    pytest.param(["task=nope"], HYDRA_OPTIONS["task=nope"], id="task=nope"),
+    pytest.param(
+        DDP_SWEEP,
+        "trainer.strategy=ddp with 2 processes inside a -m sweep: Lightning starts the extra processes by running "
+        "`python train.py` again",
+        id="ddp-in-sweep",
+        marks=pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores for 2 CPU processes"),
+    ),
+    pytest.param(
+        ["data.data_dir={tmp}/absent", "data.download=false"],
+        "rt-polarity.pos, rt-polarity.neg not found in {tmp}/absent and data.download=false. Put the files there",
+        id="missing-data-dir",
+    ),
+    pytest.param(
+        ["data.data_dir={tmp}/empty", "+data.url=http://127.0.0.1:{port}/x.tar.gz"],
+        "Could not fetch the rt-polarity files: could not connect to http://127.0.0.1:{port}/x.tar.gz",
+        id="download-fails",
+    ),
+    pytest.param(["data.data_dir={tmp}/empty_file"], "rt-polarity.pos is empty or has only blank", id="empty-file"),
+    pytest.param(["data.data_dir={tmp}/blank_lines"], "rt-polarity.pos is empty or has only blank", id="blank-lines"),
+    pytest.param(["data.data_dir={tmp}/binary"], "rt-polarity.pos is not a text file (it contains NUL", id="binary"),
+    pytest.param(
+        ["ckpt_path={tmp}/nowhere/last.ckpt"], "ckpt_path={tmp}/nowhere/last.ckpt does not exist", id="no-ckpt"
+    ),
+    pytest.param(
+        ["ckpt_path={sine_ckpt}"],
+        "ckpt_path={sine_ckpt} is a sine checkpoint, but this run has task=sentiment. Resume it with task=sine",
+        id="sine-ckpt-to-sentiment",
+    ),
+    pytest.param(
+        [*TINY_SINE, "ckpt_path={sentiment_ckpt}"],
+        "is a sentiment checkpoint, but this run has task=sine. Resume it with task=sentiment",
+        id="sentiment-ckpt-to-sine",
+    ),
+    pytest.param(
+        ["model.hidden_size=5", "ckpt_path={sentiment_ckpt}"],
+        "holds a model of another shape than this run's (model.hidden_size=5); its weights cannot load. Resume with "
+        "the checkpoint's settings: model.hidden_size=4",
+        id="ckpt-of-another-shape",
+    ),
+    pytest.param(
+        ["model.hidden_size=4", "optim=sgdm", "ckpt_path={sentiment_ckpt}"],
+        "was trained with torch.optim.Adam, this run uses torch.optim.SGD (optim=sgdm); the saved optimizer state "
+        "only loads into the same optimizer. Resume with optim=adam.",
+        id="ckpt-of-another-optimizer",
+    ),
+    pytest.param(
+        ["optim=lbfgs", "trainer.precision=16-mixed"],
+        "optim=lbfgs cannot train with trainer.precision=16-mixed",
+        id="lbfgs-16-mixed",
+    ),
+    pytest.param(
+        [*TINY_SINE, "trainer.precision=bf16-mixed"],
+        "optim=lbfgs cannot train with trainer.precision=bf16-mixed",
+        id="lbfgs-bf16-mixed",
+    ),
+    pytest.param(
+        [*TINY_SINE, "model.bidirectional=true"],
+        "model.bidirectional=true is impossible on the sine task",
+        id="sine-bidirectional",
+    ),
+    pytest.param(
+        ["trainer.accelerator=cpu", "trainer.devices={too_many}"],
+        "trainer.devices={too_many} asks for more than this machine has: {cores} CPU cores. Set trainer.devices to at "
+        "most {cores}",
+        id="cpu-devices>cores",
+    ),
+    pytest.param(
+        ["trainer.accelerator=gpu"],
+        "trainer.accelerator=gpu but this machine has no CUDA GPU(s)",
+        id="gpu-without-gpu",
+        marks=NO_GPU,
+    ),
+    pytest.param(
+        [*TINY_SINE, "trainer=ddp", "trainer.devices=1", "trainer.num_nodes=2"],
+        "optim=lbfgs cannot run on 2 processes (trainer.devices=1, trainer.num_nodes=2)",
+        id="lbfgs-ddp",
+    ),
+]
+
+
+def _free_port() -> int:
+    """A local port nobody listens on: bound, then closed, so a connection to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _review_folder(folder: Path, positive: bytes, negative_from: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "rt-polarity.pos").write_bytes(positive)
+    shutil.copy(negative_from / "rt-polarity.neg", folder / "rt-polarity.neg")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory, polarity_dir: Path) -> dict[str, Path]:
+    """A real last.ckpt of each task, from the smallest runs that write one."""
+    sine = tmp_path_factory.mktemp("sine_run")
+    train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1"], sine))
+    sentiment = tmp_path_factory.mktemp("sentiment_run")
+    train(compose_config([f"data.data_dir={polarity_dir}", *TINY_SENTIMENT], sentiment))
+    return {"sine": sine / "checkpoints" / "last.ckpt", "sentiment": sentiment / "checkpoints" / "last.ckpt"}
+
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, subprocess.CompletedProcess], Path]:
+    """The SCRIPT_ROWS through real `python train.py` processes, started together to save time."""
+    folder = tmp_path_factory.mktemp("script_runs")
+    running = {
+        " ".join(row): subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *row,
+                f"hydra.run.dir={folder}/{n}",
+                f"hydra.sweep.dir={folder}/{n}",
+            ],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n, row in enumerate(SCRIPT_ROWS)
+    }
+    results = {}
+    for key, process in running.items():
+        out, err = process.communicate(timeout=180)
+        results[key] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return results, folder
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), CASES)
+def test_bad_input_fails_before_training(overrides, fragment, request, tmp_path, polarity_dir):
+    if overrides in SCRIPT_ROWS:
+        results, folder = request.getfixturevalue("script_runs")
+        done = results[" ".join(overrides)]
+        assert done.returncode != 0
+        assert fragment in done.stderr, done.stderr[-2000:]
+        if overrides[0] in HYDRA_OPTIONS:
+            assert not (folder / str(SCRIPT_ROWS.index(overrides))).exists()  # Hydra stopped before any run folder
+        return
+    ckpts = request.getfixturevalue("checkpoints") if any("_ckpt}" in o for o in overrides) else {}
+    port = _free_port()
+    _review_folder(tmp_path / "empty_file", b"", polarity_dir)
+    _review_folder(tmp_path / "blank_lines", b"\n  \n\t\n\n", polarity_dir)
+    _review_folder(tmp_path / "binary", bytes(range(256)) * 4, polarity_dir)
+    values = {
+        "tmp": tmp_path,
+        "data": polarity_dir,
+        "port": port,
+        "cores": len(os.sched_getaffinity(0)),
+        "too_many": len(os.sched_getaffinity(0)) + 1,
+        **{f"{task}_ckpt": path for task, path in ckpts.items()},
+    }
+    overrides = [o.format(**values) for o in overrides]
+    if not any(o.startswith(("task=", "data.data_dir=")) for o in overrides) and "task=sine" not in overrides:
+        overrides.append(f"data.data_dir={polarity_dir}")
+    run = tmp_path / "run"
+    with pytest.raises(Exception) as raised:
+        train(compose_config(overrides, run))
+    message = fragment.format(**values)
+    assert message in str(raised.value)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "failed" and message.splitlines()[0] in record["error"]
+    # Before any training: the Trainer never wrote a checkpoint or a TensorBoard run.
+    assert not (run / "checkpoints").exists() and not (run / "tensorboard").exists()
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_a_failed_check_keeps_the_earlier_runs_files(checkpoints, tmp_path):
+    """A second launch into a finished run's folder: its checkpoints stay byte for byte, its metrics.json is kept."""
+    run = tmp_path / "run"
+    shutil.copytree(checkpoints["sine"].parent.parent, run)
+    earlier_record = (run / "metrics.json").read_text()
+    saved = _digest(run / "checkpoints")
+    assert "last.ckpt" in saved and json.loads(earlier_record)["status"] == "completed"
+
+    with pytest.raises(ValueError, match="batch=0 must be a positive whole number"):
+        train(compose_config([*TINY_SINE, QUICK_LBFGS, "batch=0"], run))
+    with pytest.raises(ValueError, match="already holds checkpoints of an earlier run") as refused:
+        train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1"], run))
+    assert f"Continue that run with ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in str(refused.value)
+
+    assert _digest(run / "checkpoints") == saved
+    assert (run / "metrics.earlier-1.json").read_text() == earlier_record
+    assert json.loads((run / "metrics.earlier-2.json").read_text())["error"].startswith("ConfigError: batch=0")
+    latest = json.loads((run / "metrics.json").read_text())
+    assert latest["status"] == "failed" and "already holds checkpoints" in latest["error"]

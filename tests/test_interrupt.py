@@ -1,0 +1,173 @@
+"""Ctrl-C and SIGTERM save a resumable checkpoint; a resumed run ends exactly where an uninterrupted one does.
+
+The fast tests signal this very process at a chosen batch (deterministic, and no interpreter start-up); the slow ones
+(``make test-full``) kill a real ``python train.py`` from outside, with SIGTERM and with SIGKILL.
+
+The configuration exercises what a resume can get wrong: several batches per epoch (the shuffled order and the
+position inside the epoch), dropout (the random generator), Adam's moments, and 64-bit weights (sine's precision).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra_compose import TINY_SINE, compose_config
+
+import rnn_lightning.run as run_module
+from rnn_lightning.run import train
+from rnn_lightning.signals import Interrupted, StopRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESUMABLE = [
+    *TINY_SINE,
+    "optim=adam",
+    "optim.lr=0.01",
+    "batch=14",  # 7 batches per epoch
+    "epochs=2",
+    "model.num_layers=2",
+    "model.dropout=0.3",
+    "trainer.deterministic=true",
+]
+
+
+class SignalAt(L.Callback):
+    """Sends ``signum`` to this process when training reaches (epoch, batch)."""
+
+    def __init__(self, signum: int, epoch: int, batch: int) -> None:
+        self.signum, self.at = signum, (epoch, batch)
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: object, index: int) -> None:
+        if (trainer.current_epoch, index) == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_same_outcome(reference: Path, resumed: Path) -> None:
+    """Bit for bit: the same weights, the same best validation value and the same test metrics."""
+    expected, actual = weights(reference), weights(resumed)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    want, got = (json.loads((folder / "metrics.json").read_text()) for folder in (reference, resumed))
+    assert got["status"] == "completed"
+    assert (got["test"], got["best_val"], got["epochs"]) == (want["test"], want["best_val"], want["epochs"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    train(compose_config(RESUMABLE, folder))
+    return folder
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_epoch_saves_last_ckpt_and_the_resumed_run_matches(
+    signum, code, uninterrupted, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    callbacks = run_module.extra_callbacks
+    monkeypatch.setattr(run_module, "extra_callbacks", lambda *a: [*callbacks(*a), SignalAt(signum, epoch=1, batch=3)])
+    with pytest.raises(Interrupted) as raised:
+        train(compose_config(RESUMABLE, run))
+    assert raised.value.code == code
+    last = run / "checkpoints" / "last.ckpt"
+    name = signal.Signals(signum).name
+    message = f"{name} received: stopped in epoch 2/2 after 4 batch(es) (global step 11) and saved {last}"
+    assert message in str(raised.value) and f"resume with ckpt_path={last} hydra.run.dir={run}" in str(raised.value)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and message in record["error"]
+    assert torch.load(last, weights_only=True)["global_step"] == 11
+
+    monkeypatch.setattr(run_module, "extra_callbacks", callbacks)
+    train(compose_config([*RESUMABLE, f"ckpt_path={last}"], run))
+    assert_same_outcome(uninterrupted, run)
+    assert json.loads((run / "metrics.earlier-1.json").read_text())["status"] == "interrupted"
+
+
+def test_outside_training_a_signal_stops_at_once_and_inside_a_second_one_does():
+    request = StopRequest()
+    with pytest.raises(Interrupted, match="SIGTERM received while preparing; stopped at once"):
+        request.handle(signal.SIGTERM, None)
+    with request.deferred():
+        request.handle(signal.SIGINT, None)  # recorded, not raised: training stops at the next batch end
+        assert request.requested and request.signum == signal.SIGINT
+        with pytest.raises(Interrupted, match="SIGINT received while training") as raised:
+            request.handle(signal.SIGINT, None)
+    assert raised.value.code == 130
+
+
+# Real processes killed from outside. Sentiment (real data, embedding dropout, Adam), small enough for seconds.
+SCRIPT = [
+    "model.hidden_size=8",
+    "module.embedding_dropout=0.2",
+    "batch=32",
+    "epochs=4",
+    "trainer=cpu",
+    "trainer.limit_train_batches=12",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=8",
+    "trainer.deterministic=true",
+]
+
+
+def _train_py(folder: Path, data: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "train.py"), *SCRIPT, f"data.data_dir={data}", f"hydra.run.dir={folder}"]
+    return subprocess.Popen([*command, *extra], cwd=folder.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_epoch(process: subprocess.Popen, last: Path, epoch: int, timeout: float = 300) -> None:
+    """Until last.ckpt holds the end of ``epoch`` (0-based); it is written atomically, so a load never sees half."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        if last.exists():
+            try:
+                if torch.load(last, weights_only=True)["epoch"] >= epoch:
+                    return
+            except (EOFError, RuntimeError):
+                pass  # replaced while we read it
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint of epoch {epoch} after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_script(tmp_path_factory: pytest.TempPathFactory, polarity_dir: Path) -> Path:
+    folder = tmp_path_factory.mktemp("script") / "uninterrupted"
+    process = _train_py(folder, polarity_dir)
+    assert process.wait(timeout=600) == 0, process.stderr.read().decode()[-3000:]
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_train_py_killed_after_epoch_2_resumes_to_the_same_result(signum, uninterrupted_script, polarity_dir, tmp_path):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = _train_py(run, polarity_dir)
+    _wait_for_epoch(process, last, epoch=1)  # the checkpoint of the second epoch
+    process.send_signal(signum)
+    code = process.wait(timeout=300)
+    record = json.loads((run / "metrics.json").read_text())
+    if signum == signal.SIGKILL:
+        # No chance to react: metrics.json still says running, last.ckpt is the end of epoch 2 (or 3, if it landed
+        # while a later epoch was being saved): at most the work since the last checkpoint is lost.
+        assert code == -signal.SIGKILL and record["status"] == "running"
+        assert torch.load(last, weights_only=True)["epoch"] >= 1
+    else:
+        assert code == 143, process.stderr.read().decode()[-3000:]
+        assert record["status"] == "interrupted" and "SIGTERM received: stopped in epoch" in record["error"]
+    resumed = _train_py(run, polarity_dir, f"ckpt_path={last}")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-3000:]
+    assert_same_outcome(uninterrupted_script, run)
