@@ -1,5 +1,7 @@
 """The fused path is the same model: outputs, final states and every gradient equal the loop's and torch.nn's."""
 
+import json
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -266,3 +268,19 @@ def test_fused_runs_no_builtin_recurrent_kernel(monkeypatch):
         (out.sum() + final[0].sum()).backward()
     with pytest.raises(AssertionError, match="built-in recurrent kernel"):
         torch.nn.LSTM(I, H)(torch.randn(T, B, I))  # the guard itself works
+
+
+def test_bench_reports_every_row_against_torch(capsys):
+    from rnn_lightning import bench
+
+    bench.main(["--cells", "gru", "--shapes", "sentiment-b200", "--repeats", "1", "--warmup", "0", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["impl"] for r in rows] == ["loop", "fused", "torch"]
+    for row in rows:
+        assert set(row) == {"cell", "impl", "shape", "dtype", "device", "ms", "peak_mb", "ratio"}
+        assert row["ms"] > 0 and row["peak_mb"] > 0
+    assert rows[-1]["ratio"] == 1.0
+    assert rows[1]["ratio"] == pytest.approx(rows[1]["ms"] / rows[2]["ms"], rel=1e-2)
+    bench.main(["--cells", "rnn", "--impls", "fused", "torch", "--shapes", "sentiment-b200", "--quick", "--no-memory"])
+    table = capsys.readouterr().out
+    assert "threads=1" in table and "clock=thread CPU time" in table
