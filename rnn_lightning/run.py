@@ -109,6 +109,10 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
     check_config(cfg)
     check_output_dir(output_dir, cfg.ckpt_path)
     resume = read_resume_checkpoint(cfg)
+    if resume is not None and resume.path.resolve().parent != (output_dir / "checkpoints").resolve():
+        # Lightning then reloads only the best checkpoint's path, not its score: "best" starts over here.
+        run_dir = resume.path.resolve().parent.parent
+        log.warning("resuming into a new folder; to continue that run exactly, add hydra.run.dir=%s", run_dir)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data)
     # Built before the Trainer so that the module can be sized by the data (the vocabulary). Every DDP process does

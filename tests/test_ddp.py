@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,14 +74,38 @@ def single(tmp_path_factory: pytest.TempPathFactory, polarity_dir: Path) -> Path
     return folder
 
 
-def test_ddp_on_two_cpu_processes_matches_one_process_with_twice_the_batch(single, polarity_dir, tmp_path):
-    run = tmp_path / "ddp"
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "batch=32", f"hydra.run.dir={run}"]
-    _finish(_train_py(polarity_dir, *ddp))
-    assert_same_training(single, run)
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "batch=32"]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory, polarity_dir: Path) -> Path:
+    folder = tmp_path_factory.mktemp("ddp") / "run"
+    _finish(_train_py(polarity_dir, *DDP, f"hydra.run.dir={folder}"))
+    return folder
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process_with_twice_the_batch(single, ddp_run):
+    assert_same_training(single, ddp_run)
     # One process wrote the run's files: one metrics.json (no second writer's leftovers), one TensorBoard run.
-    assert sorted(p.name for p in run.glob("metrics*.json")) == ["metrics.json"]
-    assert len(list((run / "tensorboard").iterdir())) == 1 and (run / "figures" / "confusion.png").exists()
+    assert sorted(p.name for p in ddp_run.glob("metrics*.json")) == ["metrics.json"]
+    assert len(list((ddp_run / "tensorboard").iterdir())) == 1 and (ddp_run / "figures" / "confusion.png").exists()
+
+
+def test_sigterm_to_rank_0_alone_stops_both_processes_and_the_resumed_run_matches(ddp_run, polarity_dir, tmp_path):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = _train_py(polarity_dir, *DDP, f"hydra.run.dir={run}")
+    while not last.exists():  # the end of epoch 1: the signal lands in epoch 2
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # rank 0 only: Lightning's launcher started rank 1 as its child
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, stderr[-3000:]
+    assert _record(run)["status"] == "interrupted"
+    _finish(_train_py(polarity_dir, *DDP, f"hydra.run.dir={run}", f"ckpt_path={last}"))
+    assert (_record(run)["test"], _record(run)["best_val"]) == (_record(ddp_run)["test"], _record(ddp_run)["best_val"])
+    for name, weight in _weights(ddp_run).items():
+        assert torch.equal(_weights(run)[name], weight), name
 
 
 def test_ddp_spawn_works_inside_a_sweep(single, polarity_dir, tmp_path):
