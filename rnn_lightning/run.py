@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_lightning.callbacks import EpochSummary
+from rnn_lightning.checkpoint_io import AtomicCheckpointIO
 from rnn_lightning.checks import check_config, check_output_dir, check_resume_data, read_resume_checkpoint
 from rnn_lightning.determinism import SeedEachBatch
 from rnn_lightning.distributed import SameModelEverywhere, end_process_group, is_launch_zero
@@ -133,6 +134,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
     trainer = build(
         cfg.trainer,
         callbacks=[checkpoint, last_checkpoint(output_dir), *extra_callbacks(cfg, output_dir, stop)],
+        plugins=[AtomicCheckpointIO()],  # SIGKILL mid-save must leave the previous last.ckpt, not half a new one
         logger=logger,
         enable_progress_bar=is_terminal(),
     )
