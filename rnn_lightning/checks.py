@@ -127,7 +127,8 @@ def _check_devices(cfg: DictConfig) -> None:
         raise ConfigError(
             f"optim=lbfgs cannot run on {world} processes (trainer.devices={devices}, "
             f"trainer.num_nodes={cfg.trainer.get('num_nodes', 1)}): each process would take its own line-search "
-            "decisions from its own loss, and the processes would drift apart. Use trainer.devices=1, or optim=adam."
+            "decisions from its own loss, and the processes would drift apart. Train it in one process "
+            "(trainer.devices=1 trainer.num_nodes=1, trainer=cpu or gpu), or use optim=adam."
         )
     _check_ddp_in_sweep(cfg, world)
 
