@@ -58,3 +58,22 @@ def test_checkpoint_carries_vocabulary_and_tokenizer_settings(tmp_path):
     assert loaded.hparams.tokenizer["max_len"] == 8 and "vocab" not in loaded.hparams
     tokens, lengths = torch.tensor([[2, 4, 0]]), torch.tensor([2])
     torch.testing.assert_close(loaded(tokens, lengths), model(tokens, lengths), rtol=0, atol=0)
+
+
+def test_word_dropout_replaces_words_with_unk_only_while_training():
+    model = classifier(word_dropout=0.5)
+    seen = []
+    model.embedding.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    tokens = torch.tensor([[2, 3, 4, 5, 6, 2, 3, 4, 0, 0]])  # (1, 10), two pad positions
+    lengths = torch.tensor([8])
+    model.eval()
+    model(tokens, lengths)
+    torch.testing.assert_close(seen[-1], tokens, rtol=0, atol=0)  # evaluation reads every word
+    model.train()
+    torch.manual_seed(0)
+    model(tokens, lengths)
+    dropped = seen[-1] != tokens
+    assert dropped.any() and (seen[-1][dropped] == 1).all()  # dropped words became <unk>
+    assert (seen[-1][0, 8:] == 0).all()  # padding stays padding
+    with pytest.raises(ValueError, match=r"module.word_dropout=1.0 must be in \[0, 1\)"):
+        classifier(word_dropout=1.0)

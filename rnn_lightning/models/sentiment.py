@@ -42,6 +42,7 @@ class SentimentClassifier(RecurrentTask):
         embeddings: str | None = None,
         freeze_embeddings: bool = False,
         embedding_dropout: float = 0.0,
+        word_dropout: float = 0.0,
         readout: str = "last",
         head_hidden: int = 0,
         head_activation: str = "relu",
@@ -51,6 +52,8 @@ class SentimentClassifier(RecurrentTask):
         optim: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(optim)
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"module.word_dropout={word_dropout} must be in [0, 1)")
         if readout not in READOUTS:
             raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}")
         self.save_hyperparameters(ignore=["vocab"], logger=False)
@@ -79,6 +82,10 @@ class SentimentClassifier(RecurrentTask):
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """tokens: (B, T) word ids, right-padded; lengths: (B,) real tokens -> logits (B, 2)."""
+        if self.training and self.hparams.word_dropout > 0:
+            # Whole words become <unk> while training, so the model cannot lean on any single word.
+            dropped = torch.rand(tokens.shape, device=tokens.device) < self.hparams.word_dropout
+            tokens = tokens.masked_fill(dropped & (tokens != Vocabulary.PAD), Vocabulary.UNK)
         x = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
         outputs, state = self.rnn(x, lengths=lengths)  # (B, T, D * H)
         if self.hparams.readout == "last":
