@@ -77,3 +77,23 @@ def test_word_dropout_replaces_words_with_unk_only_while_training():
     assert (seen[-1][0, 8:] == 0).all()  # padding stays padding
     with pytest.raises(ValueError, match=r"module.word_dropout=1.0 must be in \[0, 1\)"):
         classifier(word_dropout=1.0)
+
+
+def test_train_loss_and_accuracy_are_logged_once_per_epoch_as_means_over_its_reviews():
+    # lr 0 keeps the weights fixed, so the logged values can be recomputed afterwards; the batches are of
+    # unequal size (5 and 2), so an unweighted mean of batch means would differ.
+    model = classifier(optim={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.0})
+    tokens = torch.tensor([[2, 4, 0], [3, 0, 0], [5, 6, 2], [3, 4, 4], [2, 2, 0], [6, 3, 0], [4, 0, 0]])
+    lengths = torch.tensor([2, 1, 3, 3, 2, 2, 1])
+    labels = torch.tensor([1, 0, 1, 0, 1, 0, 1])
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tokens, lengths, labels), batch_size=5)
+    trainer = L.Trainer(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu", max_epochs=1
+    )
+    trainer.fit(model, train_dataloaders=data)
+    model.eval()
+    logits = model(tokens, lengths)
+    expected_loss = torch.nn.functional.cross_entropy(logits, labels)
+    expected_acc = (logits.argmax(dim=1) == labels).float().mean()
+    torch.testing.assert_close(trainer.callback_metrics["train/loss"], expected_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(trainer.callback_metrics["train/acc"], expected_acc)

@@ -97,9 +97,13 @@ class SentimentClassifier(RecurrentTask):
     def training_loss(self, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         tokens, lengths, labels = batch
         logits = self(tokens, lengths)
-        self.train_acc(logits.argmax(dim=1), labels)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_acc.update(logits.argmax(dim=1), labels)  # logged once per epoch, like train/loss
         return F.cross_entropy(logits, labels)
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         tokens, lengths, labels = batch
