@@ -67,6 +67,17 @@ def test_forecast_feeds_its_own_outputs_back():
     torch.testing.assert_close(model.forecast(peeked, context=10), forecast, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_fused_and_loop_models_forecast_alike(cell):
+    # The fused path hands single steps (every forecast step after the context) to the cell itself.
+    torch.manual_seed(0)
+    loop = SineForecaster(cell=cell, hidden_size=6, impl="loop").double()
+    fused = SineForecaster(cell=cell, hidden_size=6, impl="fused").double()
+    fused.load_state_dict(loop.state_dict())
+    waves = torch.randn(2, 30, dtype=torch.float64)
+    torch.testing.assert_close(fused.forecast(waves, context=10), loop.forecast(waves, context=10), rtol=0, atol=1e-12)
+
+
 def test_bidirectional_is_refused_on_the_forecast_task():
     with pytest.raises(ValueError, match="bidirectional=true is impossible on the sine task"):
         SineForecaster(bidirectional=True)
