@@ -18,7 +18,7 @@ def classifier(**kwargs):
     ).eval()
 
 
-@pytest.mark.parametrize("readout", ["last", "mean", "max"])
+@pytest.mark.parametrize("readout", ["last", "mean", "max", "max_mean"])
 @pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True), ("rnn", True)])
 def test_extra_padding_does_not_change_the_output(cell, bidirectional, readout):
     model = classifier(cell=cell, bidirectional=bidirectional, readout=readout, num_layers=2)
@@ -37,6 +37,7 @@ def test_pooling_reads_real_steps_only():
     lengths = torch.tensor([2, 3])
     torch.testing.assert_close(pool(outputs, lengths, "mean"), torch.tensor([[2.0], [-4.0]]))
     torch.testing.assert_close(pool(outputs, lengths, "max"), torch.tensor([[3.0], [-2.0]]))
+    torch.testing.assert_close(pool(outputs, lengths, "max_mean"), torch.tensor([[3.0, 2.0], [-2.0, -4.0]]))
     with pytest.raises(ValueError, match="unknown readout 'median'"):
         pool(outputs, lengths, "median")
 

@@ -16,7 +16,7 @@ from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.layer import Recurrent
 from rnn_lightning.models.base import RecurrentTask
 from rnn_lightning.models.head import make_head
-from rnn_lightning.models.readout import READOUTS, last_state, pool
+from rnn_lightning.models.readout import READOUTS, last_state, pool, readout_width
 from rnn_lightning.plotting import confusion_figure, save_figure
 
 log = logging.getLogger("rnn_lightning")
@@ -64,7 +64,8 @@ class SentimentClassifier(RecurrentTask):
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
-        self.head = make_head(self.rnn.output_size, len(LABELS), head_hidden, head_activation, head_dropout)
+        features = readout_width(readout, self.rnn.output_size)
+        self.head = make_head(features, len(LABELS), head_hidden, head_activation, head_dropout)
         self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
         self.val_loss, self.test_f1 = MeanMetric(), BinaryF1Score()
         self.val_acc_best = MaxMetric()
