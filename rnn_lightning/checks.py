@@ -15,12 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from rnn_lightning.run_record import first_line
 
 # The config option that selects each optimizer, to tell the user what to type.
 OPTIM_OPTIONS = {"torch.optim.Adam": "adam", "torch.optim.SGD": "sgdm", "torch.optim.LBFGS": "lbfgs"}
+# The same for the learning-rate schedulers (scheduler=none has no _target_).
+SCHEDULER_OPTIONS = {
+    "torch.optim.lr_scheduler.CosineAnnealingLR": "cosine",
+    "torch.optim.lr_scheduler.ReduceLROnPlateau": "plateau",
+    "torch.optim.lr_scheduler.StepLR": "step",
+}
+# The metrics a plateau schedule can watch, per task, and which way each improves: those logged before the module
+# steps the schedule (train/acc comes after it, in SentimentClassifier.on_train_epoch_end).
+PLATEAU_METRICS = {
+    "sentiment": {"train/loss": "min", "val/loss": "min", "val/acc": "max", "val/acc_best": "max"},
+    "sine": {"train/loss": "min", "val/forecast_mse": "min", "val/forecast_mse_best": "min"},
+}
 # Hyperparameters that fix the shapes of a module's weights: a checkpoint loads only into the same values.
 SHAPE_KEYS = ("cell", "hidden_size", "num_layers", "bidirectional", "embedding_dim", "head_hidden", "readout")
 
@@ -44,6 +58,7 @@ def check_config(cfg: DictConfig) -> None:
         )
     _check_precision(cfg)
     _check_devices(cfg)
+    _check_scheduler(cfg)
 
 
 def _positive_int(value: Any, key: str, meaning: str) -> None:
@@ -62,6 +77,77 @@ def _check_precision(cfg: DictConfig) -> None:
             f"optim=lbfgs cannot train with trainer.precision={precision}: its curvature estimates and line search "
             "compare losses that 16-bit floats round away (and Lightning's 16-mixed gradient scaler refuses LBFGS). "
             "Use trainer.precision=32-true or 64-true (the sine default), or a first-order optimizer (optim=adam)."
+        )
+
+
+def scheduler_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The scheduler config as plain data; {} for scheduler=none (and for a config composed without the group)."""
+    node = cfg.get("scheduler")
+    return dict(OmegaConf.to_container(node, resolve=True)) if node else {}
+
+
+def scheduler_option(settings: dict[str, Any]) -> str:
+    """What to type for these scheduler settings: scheduler=cosine, scheduler=none, ..."""
+    target = settings.get("_target_")
+    if not target:
+        return "none"
+    return SCHEDULER_OPTIONS.get(str(target), f"<the option whose _target_ is {target}>")
+
+
+def _check_scheduler(cfg: DictConfig) -> None:
+    settings = scheduler_settings(cfg)
+    if not settings:
+        return
+    target = str(settings.get("_target_"))
+    try:
+        scheduler_class = get_class(target)
+    except Exception:
+        scheduler_class = None
+    if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, LRScheduler)):
+        raise ConfigError(
+            f"scheduler._target_={target} is not a learning-rate scheduler class. Choose scheduler=none, cosine, "
+            "plateau or step, or name a class of torch.optim.lr_scheduler "
+            "(e.g. torch.optim.lr_scheduler.ExponentialLR)."
+        )
+    for key in ("step_size", "T_max"):
+        if key in settings:
+            _positive_int(settings[key], f"scheduler.{key}", "epochs")
+    if issubclass(scheduler_class, ReduceLROnPlateau):
+        _check_plateau(cfg, settings)
+    # Build it once over a throwaway optimizer: the scheduler's own checks (factor < 1, a misspelt +scheduler.key)
+    # then fail here, not after the Trainer has started.
+    arguments = {k: v for k, v in settings.items() if k not in ("_target_", "_partial_", "monitor")}
+    try:
+        scheduler_class(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), **arguments)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(
+            f"scheduler={scheduler_option(settings)} cannot be built from its settings ({first_line(error)}). Fix "
+            "that scheduler.* value (python train.py --cfg job prints them all)."
+        ) from None
+
+
+def _check_plateau(cfg: DictConfig, settings: dict[str, Any]) -> None:
+    monitor, mode = settings.get("monitor"), settings.get("mode", "min")
+    logged = PLATEAU_METRICS.get(cfg.task_name, {})
+    if monitor not in logged:
+        raise ConfigError(
+            f"scheduler=plateau watches scheduler.monitor={monitor}, which the {cfg.task_name} task does not log "
+            f"in time. Set scheduler.monitor to one of {', '.join(logged)}; the default is the task's monitor.metric "
+            f"({cfg.monitor.metric})."
+        )
+    if mode != logged[monitor]:
+        direction = "down" if logged[monitor] == "min" else "up"
+        raise ConfigError(
+            f"scheduler.mode={mode} but {monitor} improves when it goes {direction}; "
+            f"set scheduler.mode={logged[monitor]}, or the learning rate would be cut while the model improves."
+        )
+    every = cfg.trainer.get("check_val_every_n_epoch", 1)
+    if monitor.startswith("val/") and (cfg.trainer.get("limit_val_batches", 1.0) == 0 or every not in (1, None)):
+        raise ConfigError(
+            f"scheduler=plateau watches {monitor}, which needs validation after every epoch, but this run validates "
+            f"{'never' if every in (1, None) else f'every {every} epochs'}. Validate every epoch (leave "
+            "trainer.limit_val_batches and trainer.check_val_every_n_epoch at their defaults), or set "
+            "scheduler.monitor=train/loss scheduler.mode=min."
         )
 
 
@@ -222,6 +308,7 @@ def read_resume_checkpoint(cfg: DictConfig) -> ResumeCheckpoint | None:
         )
     _check_same_shapes(cfg, hparams)
     _check_same_optimizer(cfg, hparams)
+    _check_same_scheduler(cfg, hparams)
     return ResumeCheckpoint(path, task, hparams, checkpoint.get("vocabulary"))
 
 
@@ -247,6 +334,28 @@ def _check_same_optimizer(cfg: DictConfig, hparams: dict[str, Any]) -> None:
             f"ckpt_path={cfg.ckpt_path} was trained with {trained_with}, this run uses {now} "
             f"(optim={OPTIM_OPTIONS.get(now, now)}); the saved optimizer state only loads into the same optimizer. "
             f"Resume with optim={option}."
+        )
+
+
+def _check_same_scheduler(cfg: DictConfig, hparams: dict[str, Any]) -> None:
+    """Lightning restores the whole scheduler object from the checkpoint (its T_max, step_size, factor, ... as well
+    as its progress), so a run resumed with other settings would silently go on with the saved ones."""
+    saved = {k: v for k, v in (hparams.get("scheduler") or {}).items() if k != "_partial_"}  # {}: none, or older
+    now = {k: v for k, v in scheduler_settings(cfg).items() if k != "_partial_"}
+    was_option, now_option = scheduler_option(saved), scheduler_option(now)
+    if saved.get("_target_") != now.get("_target_"):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was trained with scheduler={was_option}, this run uses scheduler={now_option}; "
+            f"the checkpoint's scheduler state only continues the same schedule. Resume with scheduler={was_option}."
+        )
+    differ = [key for key in sorted(saved.keys() | now.keys()) if saved.get(key) != now.get(key)]
+    if differ:
+        was = " ".join(f"scheduler.{key}={saved.get(key)}" for key in differ)
+        now_values = ", ".join(f"scheduler.{key}={now.get(key)}" for key in differ)
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was trained with other scheduler={was_option} settings than this run's "
+            f"({now_values}); the checkpoint's scheduler state would replace them without a word. Resume with the "
+            f"checkpoint's settings: {was}"
         )
 
 

@@ -26,6 +26,7 @@ PARAM_KEYS = (
     "model",
     "optim",
     "lr",
+    "scheduler",
     "batch",
     "epochs",
     "seed",

@@ -26,13 +26,20 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_lightning.callbacks import EpochSummary
 from rnn_lightning.checkpoint_io import AtomicCheckpointIO
-from rnn_lightning.checks import check_config, check_output_dir, check_resume_data, read_resume_checkpoint
+from rnn_lightning.checks import (
+    check_config,
+    check_output_dir,
+    check_resume_data,
+    read_resume_checkpoint,
+    scheduler_option,
+    scheduler_settings,
+)
 from rnn_lightning.determinism import SeedEachBatch
 from rnn_lightning.distributed import SameModelEverywhere, end_process_group, is_launch_zero
 from rnn_lightning.launch_id import register_launch_id
@@ -211,8 +218,9 @@ def build_module(cfg: DictConfig, **data_inputs: Any) -> L.LightningModule:
     """The task's LightningModule from plain values only, so its checkpoint loads with weights_only=True."""
     arguments = OmegaConf.to_container(cfg.module, resolve=True)
     module_class = get_class(arguments.pop("_target_"))
-    # The optimizer config stays data; the module builds the optimizer in configure_optimizers.
-    return module_class(**arguments, **data_inputs, optim=OmegaConf.to_container(cfg.optim, resolve=True))
+    # The optimizer and scheduler configs stay data; the module builds both in configure_optimizers.
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    return module_class(**arguments, **data_inputs, optim=optim, scheduler=scheduler_settings(cfg) or None)
 
 
 def last_checkpoint(output_dir: Path) -> ModelCheckpoint:
@@ -235,6 +243,9 @@ def extra_callbacks(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> lis
         GracefulStop(stop, output_dir / "checkpoints" / "last.ckpt"),
         SameModelEverywhere(),
     ]
+    if scheduler_settings(cfg):
+        # One train/lr point per epoch (the rate the epoch trains with), beside the losses in TensorBoard.
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)
@@ -266,6 +277,7 @@ def run_params(cfg: DictConfig) -> dict[str, Any]:
         "model": cfg.model.cell,
         "optim": choices.get("optim", cfg.optim._target_.rsplit(".", 1)[-1].lower()),
         "lr": cfg.optim.lr,
+        "scheduler": choices.get("scheduler", scheduler_option(scheduler_settings(cfg))),
         "batch": cfg.batch,
         "epochs": cfg.epochs,
         "seed": cfg.seed,

@@ -20,6 +20,7 @@ import pytest
 import torch
 from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 
+from rnn_lightning.checks import PLATEAU_METRICS
 from rnn_lightning.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,8 @@ HYDRA_OPTIONS = {
     "optim=nope": "Could not find 'optim/nope'\n\nAvailable options in 'optim':\n\tadam\n\tlbfgs\n\tsgdm",
     "model=nope": "Could not find 'model/nope'\n\nAvailable options in 'model':\n\tgru\n\tlstm\n\trnn",
     "task=nope": "Could not find 'task/nope'\n\nAvailable options in 'task':\n\tsentiment\n\tsine",
+    "scheduler=nope": "Could not find 'scheduler/nope'\n\nAvailable options in 'scheduler':\n\t"
+    + "\n\t".join(["cosine", "none", "plateau", "step"]),
 }
 DDP_SWEEP = ["-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY_SINE, "optim=adam"]
 # Rows whose message only a real `python train.py` shows: Hydra's composition errors, and a check about -m sweeps.
@@ -52,6 +55,48 @@ CASES = [
     pytest.param(["optim=nope"], HYDRA_OPTIONS["optim=nope"], id="optim=nope"),
     pytest.param(["model=nope"], HYDRA_OPTIONS["model=nope"], id="model=nope"),
     pytest.param(["task=nope"], HYDRA_OPTIONS["task=nope"], id="task=nope"),
+    pytest.param(["scheduler=nope"], HYDRA_OPTIONS["scheduler=nope"], id="scheduler=nope"),
+    pytest.param(
+        ["scheduler=step", "scheduler.step_size=0"],
+        "scheduler.step_size=0 must be a positive whole number of epochs",
+        id="step_size=0",
+    ),
+    pytest.param(
+        ["scheduler=cosine", "scheduler.T_max=-1"], "scheduler.T_max=-1 must be a positive whole number", id="T_max=-1"
+    ),
+    pytest.param(
+        ["scheduler=cosine", "scheduler._target_=torch.optim.lr_scheduler.Nope"],
+        "scheduler._target_=torch.optim.lr_scheduler.Nope is not a learning-rate scheduler class. Choose "
+        "scheduler=none, cosine, plateau or step",
+        id="scheduler-unknown-target",
+    ),
+    pytest.param(
+        ["scheduler=step", "scheduler._target_=torch.optim.SGD"],
+        "scheduler._target_=torch.optim.SGD is not a learning-rate scheduler class",
+        id="scheduler-target-is-an-optimizer",
+    ),
+    pytest.param(
+        ["scheduler=plateau", "scheduler.factor=2"],
+        "scheduler=plateau cannot be built from its settings (ValueError: Factor should be < 1.0.). Fix that",
+        id="plateau-factor=2",
+    ),
+    pytest.param(
+        ["scheduler=plateau", "scheduler.monitor=val/forecast_mse"],
+        "scheduler=plateau watches scheduler.monitor=val/forecast_mse, which the sentiment task does not log in time. "
+        "Set scheduler.monitor to one of train/loss, val/loss, val/acc, val/acc_best;",
+        id="plateau-unlogged-metric",
+    ),
+    pytest.param(
+        [*TINY_SINE, "scheduler=plateau", "scheduler.mode=max"],
+        "scheduler.mode=max but val/forecast_mse improves when it goes down; set scheduler.mode=min",
+        id="plateau-wrong-mode",
+    ),
+    pytest.param(
+        [*TINY_SINE, "scheduler=plateau", "trainer.limit_val_batches=0"],
+        "scheduler=plateau watches val/forecast_mse, which needs validation after every epoch, but this run "
+        "validates never",
+        id="plateau-without-validation",
+    ),
     pytest.param(
         DDP_SWEEP,
         "trainer.strategy=ddp with 2 processes inside a -m sweep: Lightning starts the extra processes by running "
@@ -96,6 +141,18 @@ CASES = [
         "was trained with torch.optim.Adam, this run uses torch.optim.SGD (optim=sgdm); the saved optimizer state "
         "only loads into the same optimizer. Resume with optim=adam.",
         id="ckpt-of-another-optimizer",
+    ),
+    pytest.param(
+        ["model.hidden_size=4", "scheduler=cosine", "ckpt_path={sentiment_ckpt}"],
+        "was trained with scheduler=none, this run uses scheduler=cosine; the checkpoint's scheduler state only "
+        "continues the same schedule. Resume with scheduler=none.",
+        id="ckpt-of-another-scheduler",
+    ),
+    pytest.param(
+        [*TINY_SINE, "scheduler=cosine", "epochs=3", "ckpt_path={cosine_ckpt}"],
+        "was trained with other scheduler=cosine settings than this run's (scheduler.T_max=3); the checkpoint's "
+        "scheduler state would replace them without a word. Resume with the checkpoint's settings: scheduler.T_max=1",
+        id="ckpt-of-other-scheduler-settings",
     ),
     pytest.param(
         ["optim=lbfgs", "trainer.precision=16-mixed"],
@@ -152,7 +209,32 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory, polarity_dir: Path) ->
     train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1"], sine))
     sentiment = tmp_path_factory.mktemp("sentiment_run")
     train(compose_config([f"data.data_dir={polarity_dir}", *TINY_SENTIMENT], sentiment))
-    return {"sine": sine / "checkpoints" / "last.ckpt", "sentiment": sentiment / "checkpoints" / "last.ckpt"}
+    # The sine checkpoint as if trained with scheduler=cosine over its 1 epoch (only the hyperparameters are read).
+    cosine = torch.load(sine / "checkpoints" / "last.ckpt", weights_only=True)
+    cosine["hyper_parameters"]["scheduler"] = {
+        "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "_partial_": True,
+        "T_max": 1,
+        "eta_min": 0.0,
+    }
+    torch.save(cosine, sine / "cosine.ckpt")
+    return {
+        "sine": sine / "checkpoints" / "last.ckpt",
+        "sentiment": sentiment / "checkpoints" / "last.ckpt",
+        "cosine": sine / "cosine.ckpt",
+    }
+
+
+def test_plateau_metrics_are_what_the_tasks_log(checkpoints):
+    """PLATEAU_METRICS (what scheduler=plateau may watch) against the scalars each task's run wrote to TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for task in ("sine", "sentiment"):
+        events = EventAccumulator(str(next((checkpoints[task].parent.parent / "tensorboard").iterdir())))
+        events.Reload()
+        logged = {tag for tag in events.Tags()["scalars"] if tag.startswith(("train/", "val/"))}
+        assert set(PLATEAU_METRICS[task]) <= logged, task
+        assert logged - set(PLATEAU_METRICS[task]) <= {"train/acc"}, task  # logged after the schedule is stepped
 
 
 @pytest.fixture(scope="module")

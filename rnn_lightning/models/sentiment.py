@@ -50,8 +50,9 @@ class SentimentClassifier(RecurrentTask):
         tokenizer: dict[str, Any] | None = None,
         vocab: list[str] | None = None,
         optim: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(optim)
+        super().__init__(optim, scheduler)
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"module.word_dropout={word_dropout} must be in [0, 1)")
         if readout not in READOUTS:

@@ -30,8 +30,9 @@ class SineForecaster(RecurrentTask):
         head_activation: str = "tanh",
         context: int = 500,
         optim: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(optim)
+        super().__init__(optim, scheduler)
         if bidirectional:
             raise ValueError(
                 "model.bidirectional=true is impossible on the sine task: its autoregressive forecast "
