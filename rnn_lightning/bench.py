@@ -1,6 +1,7 @@
 """Forward + backward speed and peak memory of rnn / lstm / gru x {loop, fused, torch}.
 
-``python -m rnn_lightning.bench`` (``make bench``; ``--quick`` for a short run, ``--json`` for rows).
+``python -m rnn_lightning.bench`` (``make bench``; ``--quick`` for a short run, ``--json`` for rows,
+``--floor`` for a ``gemm`` row per cell: the matrix products alone, see ``bench_floor.py``).
 
 Protocol, the same for every implementation:
 
@@ -49,6 +50,7 @@ try:
 except ImportError:  # Windows: no fault counts
     resource = None  # type: ignore[assignment]
 
+from rnn_lightning.bench_floor import GemmFloor
 from rnn_lightning.layer import Recurrent
 from rnn_lightning.reference import torch_twin
 
@@ -123,7 +125,7 @@ def _faults() -> int:
 
 
 def median_times(
-    steps: dict[str, TrainingStep], repeats: int, warmup: int, device: str, clock: Callable[[], float]
+    steps: dict[str, TrainingStep | GemmFloor], repeats: int, warmup: int, device: str, clock: Callable[[], float]
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Median ms and median MB of minor page faults per step, per implementation, on ``clock``;
     implementations take turns run by run."""
@@ -183,9 +185,16 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], list[float]]:
                 x = torch.randn(shape.batch, shape.steps, shape.inputs, generator=gen, dtype=dtype)
                 x = x.to(args.device).requires_grad_(args.input_grad)
                 upstream = torch.randn(shape.batch, shape.steps, shape.hidden, generator=gen, dtype=dtype)
-                steps = {impl: TrainingStep(layer, x, upstream.to(args.device)) for impl, layer in layers.items()}
+                steps: dict[str, TrainingStep | GemmFloor] = {
+                    impl: TrainingStep(layer, x, upstream.to(args.device)) for impl, layer in layers.items()
+                }
+                if args.floor:
+                    steps["gemm"] = GemmFloor(cell, x, shape.hidden)
                 ms, fault_mb = median_times(steps, args.repeats, args.warmup, args.device, CLOCKS[args.clock])
-                peaks = {impl: peak_mb(step, args.device) if args.memory else None for impl, step in steps.items()}
+                peaks = {
+                    impl: peak_mb(step, args.device) if args.memory and impl != "gemm" else None
+                    for impl, step in steps.items()
+                }
                 for impl in steps:
                     rows.append(
                         {
@@ -246,6 +255,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-input-grad", dest="input_grad", action="store_false", help="input needs no grad")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
+    parser.add_argument(
+        "--floor", action="store_true", help="add a 'gemm' row: the matrix products alone (bench_floor.py)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up, sine float32 and b200 only")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args(argv)
