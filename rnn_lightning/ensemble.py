@@ -1,0 +1,145 @@
+"""Test accuracy of an ensemble of trained sentiment models: their class probabilities, averaged.
+
+    python train.py -m experiment=best_random seed=1,2,3,4,5
+    python -m rnn_lightning.ensemble multirun/DATE/TIME_ID [--data-dir DIR] [--json]
+
+Each argument is a sweep folder (every job in it with a best checkpoint), a run folder, or a ``.ckpt`` file.
+Each member reads the test reviews through its own vocabulary (the validation split, and so the vocabulary,
+follows the seed), so members trained on different seeds combine. The test split itself must be the same
+for all of them; checkpoints that disagree on it are refused. Prints each member's test accuracy, their
+mean and spread, and the ensemble's accuracy and F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnn_lightning.data.encoding import encode_batch
+from rnn_lightning.data.sentiment import SentimentDataModule
+from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.models.sentiment import SentimentClassifier
+from rnn_lightning.predict import load_classifier
+
+# Data settings that decide which reviews are the test set; the seed does only when the files are shuffled.
+SPLIT_KEYS = ("train_per_class", "shuffle_before_split")
+
+
+def find_checkpoints(paths: list[Path]) -> list[Path]:
+    """The best checkpoint of every run under ``paths`` (a .ckpt file stands for itself), in path order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file() and path.suffix == ".ckpt":
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise SystemExit(f"{path} is neither a checkpoint file nor a folder; pass a sweep or run folder")
+        runs = [path] if (path / "checkpoints").is_dir() else sorted(p.parent for p in path.glob("*/checkpoints"))
+        for run in runs:
+            best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+            if len(best) != 1:
+                raise SystemExit(
+                    f"{run} has {len(best)} best-*.ckpt files, expected one; pass the .ckpt you mean instead"
+                )
+            found.append(best[0])
+    if not found:
+        raise SystemExit(f"no runs with checkpoints under {', '.join(map(str, paths))}")
+    return found
+
+
+def data_settings(ckpt_path: Path) -> dict[str, Any]:
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    return dict(saved.get("datamodule_hyper_parameters") or {})
+
+
+def check_same_test_split(settings: list[dict[str, Any]], paths: list[Path]) -> None:
+    def split_of(s: dict[str, Any]) -> tuple:
+        keys = SPLIT_KEYS + (("seed",) if s.get("shuffle_before_split") else ())
+        return tuple((k, s.get(k)) for k in keys)
+
+    first = split_of(settings[0])
+    for s, path in zip(settings[1:], paths[1:]):
+        if split_of(s) != first:
+            raise SystemExit(
+                f"{path} was tested on another split ({dict(split_of(s))}) than {paths[0]} ({dict(first)}); "
+                "an ensemble needs members tested on the same reviews"
+            )
+
+
+@torch.no_grad()
+def probabilities(model: SentimentClassifier, texts: list[str]) -> Tensor:
+    """p(positive) for each text, through the model's own vocabulary: (N,)."""
+    tokens, lengths = encode_batch(texts, Vocabulary(model.vocab), model.hparams.tokenizer["max_len"])
+    return model(tokens, lengths).softmax(dim=1)[:, 1]
+
+
+def accuracy_and_f1(positive: Tensor, labels: Tensor) -> tuple[float, float]:
+    """Accuracy, and F1 of the positive class, of the predictions ``positive > 0.5``."""
+    predicted = (positive > 0.5).long()
+    accuracy = float((predicted == labels).float().mean())
+    true_positive = int(((predicted == 1) & (labels == 1)).sum())
+    f1 = 2 * true_positive / max(int(predicted.sum()) + int(labels.sum()), 1)
+    return accuracy, f1
+
+
+def evaluate(models: list[SentimentClassifier], texts: list[str], labels: Tensor) -> dict[str, Any]:
+    members = torch.stack([probabilities(m, texts) for m in models])  # (M, N)
+    member_acc = [accuracy_and_f1(p, labels)[0] for p in members]
+    accuracy, f1 = accuracy_and_f1(members.mean(dim=0), labels)
+    return {
+        "members": len(models),
+        "member_acc": member_acc,
+        "member_acc_mean": statistics.mean(member_acc),
+        "member_acc_std": statistics.stdev(member_acc) if len(member_acc) > 1 else 0.0,
+        "ensemble_acc": accuracy,
+        "ensemble_f1": f1,
+    }
+
+
+def test_reviews(settings: dict[str, Any], data_dir: str | None) -> tuple[list[str], Tensor]:
+    """The test texts and labels (1 positive, 0 negative) of the split the checkpoints were tested on."""
+    keep = {k: v for k, v in settings.items() if k in ("max_len", "train_per_class", "val_size", "seed")}
+    keep["shuffle_before_split"] = settings.get("shuffle_before_split", False)
+    data = SentimentDataModule(
+        data_dir=data_dir or settings.get("data_dir", "data/rt-polarity"), download=False, **keep
+    )
+    data.prepare_data()
+    data.setup("test")
+    assert data.test_set is not None
+    return data.test_texts, data.test_set.tensors[2]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m rnn_lightning.ensemble", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="sweep folders, run folders or .ckpt files")
+    parser.add_argument("--data-dir", help="folder with rt-polarity.pos/.neg (default: the one the runs used)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    paths = find_checkpoints(args.paths)
+    settings = [data_settings(p) for p in paths]
+    check_same_test_split(settings, paths)
+    models = [load_classifier(p) for p in paths]
+    texts, labels = test_reviews(settings[0], args.data_dir)
+    result = {"checkpoints": [str(p) for p in paths], **evaluate(models, texts, labels)}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    for path, accuracy in zip(paths, result["member_acc"]):
+        print(f"{accuracy:7.2%}  {path}")
+    print(
+        f"{len(models)} members: {result['member_acc_mean']:.2%} ± {result['member_acc_std']:.2%} each; "
+        f"ensemble {result['ensemble_acc']:.2%} test accuracy, F1 {result['ensemble_f1']:.3f} "
+        f"({len(texts)} test reviews)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
