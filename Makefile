@@ -4,7 +4,7 @@ ARGS ?=
 DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-glove install-slurm train train-sine sweep tensorboard test test-full bench bench-epoch report reproduce reproduce-quick lint format clean
+.PHONY: help install install-glove install-slurm train train-sine sweep tensorboard test test-full bench bench-epoch report ensemble reproduce reproduce-quick lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench-epoch: ## One sentiment epoch: Trainer vs plain loop, loop vs fused cells
 
 report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
 	$(PYTHON) -m rnn_lightning.report $(DIR)
+
+ensemble: ## Test accuracy of a seed sweep's models averaged: make ensemble DIR=multirun/DATE/TIME
+	$(PYTHON) -m rnn_lightning.ensemble $(DIR) $(ARGS)
 
 reproduce: ## Rerun the course report's experiments and more; one report in reproduce/DATE_TIME/
 	$(PYTHON) -m rnn_lightning.reproduce $(ARGS)
