@@ -39,9 +39,9 @@ class GRUKernel(Kernel):
         bias = torch.cat([2 * bh_n, bi_r + bh_r, bi_z + bh_z, 2 * bi_n])
         return w_in, bias, w_hh, state
 
-    def fill_padding(self, buf: Tensor, padded: Tensor) -> None:
+    def fill_padding(self, buf: Tensor, barrier: Tensor) -> None:
         H = buf.shape[2] // self.saved
-        buf[:, :, 2 * H : 3 * H].masked_fill_(padded, float("inf"))  # z = 1
+        buf[:, :, 2 * H : 3 * H].sub_(barrier)  # z = 1
 
     def forward_block(self, fw: Forward, buf: Tensor, states: Tensor, keep: Tensor | None, local: Slots) -> None:
         H = buf.shape[2] // self.saved

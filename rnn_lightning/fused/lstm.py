@@ -44,10 +44,10 @@ class LSTMKernel(Kernel):
         h, c2 = finals
         return h, 0.5 * c2
 
-    def fill_padding(self, buf: Tensor, padded: Tensor) -> None:
+    def fill_padding(self, buf: Tensor, barrier: Tensor) -> None:
         H = buf.shape[2] // self.saved
-        buf[:, :, H : 2 * H].masked_fill_(padded, float("-inf"))  # i = 0
-        buf[:, :, 2 * H : 3 * H].masked_fill_(padded, float("inf"))  # f = 1
+        buf[:, :, H : 2 * H].add_(barrier)  # i = 0
+        buf[:, :, 2 * H : 3 * H].sub_(barrier)  # f = 1
 
     def forward_block(self, fw: Forward, buf: Tensor, states: Tensor, keep: Tensor | None, local: Slots) -> None:
         H = buf.shape[2] // self.saved
