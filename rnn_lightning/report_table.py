@@ -179,7 +179,7 @@ def _number(value: Any) -> float | int | None:
 # ---------------------------------------------------------------- settings of jobs without params
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: Path) -> Any:
     """A YAML file's content, or None when it is absent or unreadable (we only fill gaps with it)."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -189,7 +189,7 @@ def _load_yaml(path: Path) -> Any:
 
 def _hydra_overrides(job_dir: Path) -> list[str] | None:
     """Hydra's record of the command-line overrides of this job, or None when it has none."""
-    data = _load_yaml(job_dir / ".hydra" / "overrides.yaml")
+    data = load_yaml(job_dir / ".hydra" / "overrides.yaml")
     return [str(item) for item in data] if isinstance(data, list) else None
 
 
@@ -199,8 +199,8 @@ def _params_from_hydra(job_dir: Path, overrides: list[str]) -> dict[str, Any]:
     The config layout belongs to the training code, so we look leaves up by name; a name that appears
     with two different values (say two ``lr``) is ambiguous and skipped.
     """
-    found = _unique_leaves(_load_yaml(job_dir / ".hydra" / "config.yaml"))
-    hydra = _load_yaml(job_dir / ".hydra" / "hydra.yaml")
+    found = _unique_leaves(load_yaml(job_dir / ".hydra" / "config.yaml"))
+    hydra = load_yaml(job_dir / ".hydra" / "hydra.yaml")
     choices = (((hydra or {}).get("hydra") or {}).get("runtime") or {}).get("choices") or {}
     found.update({key: value for key, value in choices.items() if isinstance(value, str)})
     found.update(_override_values(overrides))

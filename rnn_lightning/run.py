@@ -14,8 +14,10 @@ one per device); only global rank 0 writes metrics.json, and the test set is sco
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -54,6 +56,10 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 # Also here, not only in train.py: a config composed without train.py (tests, a notebook) names its run folder too.
 register_launch_id()
+
+# A decimal with more than 4 digits after the point, as a whole override value in Hydra's override_dirname.
+LONG_DECIMAL = re.compile(r"(?<==)-?\d+\.\d{5,}(?:e[-+]?\d+)?(?=,|$)")
+FILE_NAME_BYTES = 255  # the limit of one path component on Linux and macOS file systems
 
 
 class NoRecord:
@@ -262,7 +268,21 @@ def run_name() -> str:
     if not HydraConfig.initialized():
         return "default"
     # A "/" in an override value (a path) would nest folders; keep the run one folder deep.
-    return (HydraConfig.get().job.override_dirname or "default").replace("/", "_")
+    name = (HydraConfig.get().job.override_dirname or "default").replace("/", "_")
+    # An optimizing sweeper passes its draws with every digit (optim.lr=0.0003574712922600243); four tell the trials
+    # apart in TensorBoard and keep the name short. metrics.json and .hydra/ keep the exact values.
+    name = LONG_DECIMAL.sub(lambda number: f"{float(number.group()):.4g}", name)
+    return fit_file_name(name)
+
+
+def fit_file_name(name: str) -> str:
+    """``name`` cut to the 255 bytes a file system allows in one folder name, with a hash of the whole to keep it
+    unique: a search over many knobs still makes a name longer than that."""
+    encoded = name.encode()
+    if len(encoded) <= FILE_NAME_BYTES:
+        return name
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    return encoded[: FILE_NAME_BYTES - len(digest) - 1].decode(errors="ignore") + "_" + digest
 
 
 def job_overrides() -> list[str]:

@@ -1,4 +1,5 @@
-"""Sweeps: each launch its own folder, a failing job does not stop the others, and the SLURM launcher's configs."""
+"""Sweeps: each launch its own folder, a failing job does not stop the others, the SLURM launcher's configs, and
+hyperparameter search with the Optuna sweeper."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 from omegaconf import OmegaConf
 
 from rnn_lightning.launch_id import launch_id
+from rnn_lightning.report import build_report
+from rnn_lightning.run import fit_file_name, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = re.compile(r"\d\d-\d\d-\d\d_([0-9a-f]{6})")
@@ -90,3 +93,70 @@ def test_a_two_job_sweep_through_the_submitit_local_launcher(tmp_path):
     records = [json.loads((tmp_path / job / "metrics.json").read_text()) for job in ("0", "1")]
     assert [(r["status"], r["params"]["model"]) for r in records] == [("completed", "rnn"), ("completed", "gru")]
     assert len(list((tmp_path / ".submitit").glob("*/*_result.pkl"))) == 2  # each job ran in a submitit process
+
+
+def test_the_optuna_sweeper_takes_its_direction_from_the_tasks_monitor_mode(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[optuna]'")
+    sentiment = compose_config(["experiment=tune_sentiment"], tmp_path)
+    sweeper = OmegaConf.to_container(sentiment.hydra.sweeper, resolve=True)
+    assert sweeper["_target_"].endswith("OptunaSweeper") and sweeper["direction"] == "maximize"
+    assert sweeper["sampler"]["seed"] == 42 and sweeper["n_jobs"] == 1 and sweeper["max_failure_rate"] == 1.0
+    assert sweeper["params"]["optim.lr"] == "tag(log, interval(1e-4, 3e-3))"
+    sine = compose_config(["hydra/sweeper=tune", "task=sine"], tmp_path)
+    assert OmegaConf.select(sine, "hydra.sweeper.direction") == "minimize"
+
+
+def test_an_optuna_study_runs_each_trial_as_a_sweep_job_and_minimizes_the_sine_forecast_error(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[optuna]'")
+    sweep = _study(tmp_path, "model.hidden_size=choice(4, 8, 16)")
+    _, stderr = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, stderr[-3000:]
+    jobs = [tmp_path / str(n) for n in range(3)]
+    records = [json.loads((job / "metrics.json").read_text()) for job in jobs]
+    assert [record["status"] for record in records] == ["completed"] * 3
+    for job in jobs:  # one TensorBoard run per trial, in the trial's own folder
+        runs = list((job / "tensorboard").iterdir())
+        assert len(runs) == 1 and list(runs[0].glob("events.out.tfevents.*"))
+    results = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    best = min(records, key=lambda record: record["best_val"])
+    assert results.best_value == pytest.approx(best["best_val"])  # minimize: the task's monitor.mode is min
+    assert results.best_params["model.hidden_size"] == best["params"]["hidden_size"]
+    report = build_report(tmp_path, tensorboard=False)
+    assert report.exit_code == 0 and len(report.rows) == 3
+    assert f"model.hidden_size={best['params']['hidden_size']} (optimization_results.yaml" in report.markdown
+
+
+def test_a_failed_trial_does_not_end_the_study_but_the_sweep_exits_1_at_the_end(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[optuna]'")
+    sweep = _study(tmp_path, "model.hidden_size=choice(0, 8)")
+    _, stderr = sweep.communicate(timeout=300)
+    assert sweep.returncode == 1, stderr[-3000:]
+    statuses = {n: json.loads((tmp_path / str(n) / "metrics.json").read_text())["status"] for n in range(3)}
+    failed = [str(n) for n, status in statuses.items() if status == "failed"]
+    # The seeded draws hold both, and a failure before the last trial: the study went on after it.
+    assert "completed" in statuses.values() and failed and int(failed[0]) < 2
+    assert (tmp_path / "optimization_results.yaml").exists()
+    assert f"{len(failed)} sweep job(s) failed: {', '.join(failed)} in {tmp_path}" in stderr
+
+
+def _study(folder: Path, search: str) -> subprocess.Popen:
+    """A 3-trial study of tiny sine runs into ``folder``."""
+    return _train_py(
+        "-m",
+        "hydra/sweeper=tune",
+        "hydra.sweeper.n_trials=3",
+        *(override for override in TINY_SINE if not override.startswith("model.hidden_size=")),  # searched here
+        QUICK_LBFGS,
+        "trainer=cpu",
+        "epochs=1",
+        search,
+        f"hydra.sweep.dir={folder}",
+        cwd=folder,
+    )
+
+
+def test_tensorboard_run_names_round_long_decimals_and_fit_a_folder_name(tmp_path):
+    compose_config(["optim.lr=0.0003574712922600243", "module.head_dropout=0.5"], tmp_path)
+    assert "module.head_dropout=0.5,optim.lr=0.0003575" in run_name()
+    long = fit_file_name("a" * 300 + "1")
+    assert len(long.encode()) == 255 and long != fit_file_name("a" * 300 + "2")  # the hash tells them apart
