@@ -98,3 +98,24 @@ def test_train_loss_and_accuracy_are_logged_once_per_epoch_as_means_over_its_rev
     expected_acc = (logits.argmax(dim=1) == labels).float().mean()
     torch.testing.assert_close(trainer.callback_metrics["train/loss"], expected_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(trainer.callback_metrics["train/acc"], expected_acc)
+
+
+@pytest.mark.parametrize("head_hidden", [0, 5])
+def test_head_dropout_drops_the_input_of_the_last_linear_layer_while_training(head_hidden):
+    model = classifier(head_hidden=head_hidden, head_activation="sigmoid", head_dropout=0.5)  # sigmoid: no zeros
+    last = model.head if head_hidden == 0 else model.head[-1]
+    seen = []
+    last.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach().clone()))
+    tokens, lengths = torch.tensor([[2, 3, 4, 5, 6, 2]] * 8), torch.tensor([6] * 8)
+    model.eval()
+    model(tokens, lengths)
+    assert (seen[-1] != 0).all()  # evaluation drops nothing
+    model.train()
+    torch.manual_seed(0)
+    model(tokens, lengths)
+    dropped = seen[-1] == 0
+    assert 0.2 < dropped.float().mean() < 0.8
+    # The same reviews in eval mode give the kept features at half the size (dropout scales by 1 / (1 - p)).
+    model.eval()
+    model(tokens, lengths)
+    torch.testing.assert_close(seen[-2][~dropped], 2 * seen[-1][~dropped])

@@ -67,6 +67,9 @@ class SentimentClassifier(RecurrentTask):
         self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
         features = readout_width(readout, self.rnn.output_size)
         self.head = make_head(features, len(LABELS), head_hidden, head_activation, head_dropout)
+        # head_dropout acts on the input of the head's last linear layer: between the layers of a two-layer
+        # head (make_head puts it there), on the pooled features of a one-layer head (here).
+        self.feature_dropout = nn.Dropout(head_dropout if head_hidden == 0 else 0.0)
         self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
         self.val_loss, self.test_f1 = MeanMetric(), BinaryF1Score()
         self.val_acc_best = MaxMetric()
@@ -94,7 +97,7 @@ class SentimentClassifier(RecurrentTask):
             features = last_state(state[0], self.rnn.directions)  # (B, D * H)
         else:
             features = pool(outputs, lengths, self.hparams.readout)  # (B, D * H)
-        return self.head(features)
+        return self.head(self.feature_dropout(features))
 
     def training_loss(self, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         tokens, lengths, labels = batch
