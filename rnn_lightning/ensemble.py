@@ -116,27 +116,36 @@ def test_reviews(settings: dict[str, Any], data_dir: str | None) -> tuple[list[s
     return data.test_texts, data.test_set.tensors[2]
 
 
+def ensemble_of(paths: list[Path], data_dir: str | None = None) -> dict[str, Any]:
+    """Find, check and load the members under ``paths``, and evaluate them alone and averaged on the test set.
+
+    Raises:
+        SystemExit: no checkpoints, an ambiguous run folder, or members tested on other reviews.
+    """
+    checkpoints = find_checkpoints(paths)
+    settings = [data_settings(p) for p in checkpoints]
+    check_same_test_split(settings, checkpoints)
+    models = [load_classifier(p) for p in checkpoints]
+    texts, labels = test_reviews(settings[0], data_dir)
+    return {"checkpoints": [str(p) for p in checkpoints], "test_reviews": len(texts), **evaluate(models, texts, labels)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m rnn_lightning.ensemble", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="sweep folders, run folders or .ckpt files")
     parser.add_argument("--data-dir", help="folder with rt-polarity.pos/.neg (default: the one the runs used)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    paths = find_checkpoints(args.paths)
-    settings = [data_settings(p) for p in paths]
-    check_same_test_split(settings, paths)
-    models = [load_classifier(p) for p in paths]
-    texts, labels = test_reviews(settings[0], args.data_dir)
-    result = {"checkpoints": [str(p) for p in paths], **evaluate(models, texts, labels)}
+    result = ensemble_of(args.paths, args.data_dir)
     if args.json:
         print(json.dumps(result, indent=1))
         return result
-    for path, accuracy in zip(paths, result["member_acc"]):
+    for path, accuracy in zip(result["checkpoints"], result["member_acc"]):
         print(f"{accuracy:7.2%}  {path}")
     print(
-        f"{len(models)} members: {result['member_acc_mean']:.2%} ± {result['member_acc_std']:.2%} each; "
+        f"{result['members']} members: {result['member_acc_mean']:.2%} ± {result['member_acc_std']:.2%} each; "
         f"ensemble {result['ensemble_acc']:.2%} test accuracy, F1 {result['ensemble_f1']:.3f} "
-        f"({len(texts)} test reviews)"
+        f"({result['test_reviews']} test reviews)"
     )
     return result
 

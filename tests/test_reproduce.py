@@ -36,6 +36,28 @@ def test_reproduce_reports_every_sweep_and_cites_the_course_report(tmp_path, mon
         assert (tmp_path / "figures" / name).stat().st_size > 10_000
 
 
+def test_reproduce_reports_the_ensemble_of_a_seed_sweep(polarity_dir, tmp_path, monkeypatch):
+    tiny_sentiment = ["model=gru", "model.hidden_size=8", "epochs=1", "trainer=cpu", f"data.data_dir={polarity_dir}"]
+    quick = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    monkeypatch.setattr(
+        reproduce,
+        "EXPERIMENTS",
+        [
+            Experiment("seeds", [*tiny_sentiment, "seed=1,2"], quick, ensemble=True),
+            Experiment("broken_seeds", [*tiny_sentiment, "model.hidden_size=0"], quick, ensemble=True),
+        ],
+    )
+    assert reproduce.main(["--out", str(tmp_path), "--quick"]) == 1  # the broken sweep
+    report = (tmp_path / "report.md").read_text()
+    ensembles = report.split("## Ensembles")[1]
+    accuracies = [
+        json.loads((tmp_path / "seeds" / job / "metrics.json").read_text())["test"]["test/acc"] for job in "01"
+    ]
+    mean = f"{sum(accuracies) / 2:.2%}"
+    assert f"- seeds: 2 models, {mean} ±" in ensembles
+    assert "- broken_seeds: no ensemble (" in ensembles
+
+
 def test_course_report_numbers_are_the_published_ones():
     values = {
         (r["match"].get("optim"), r["match"].get("batch"), r["match"]["model"]): r["value"]
