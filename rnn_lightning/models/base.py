@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 # The name of the learning rate in TensorBoard (LearningRateMonitor), grouped with the other train/ scalars.
 LR_LOG_NAME = "train/lr"
@@ -45,17 +45,26 @@ class RecurrentTask(L.LightningModule):
     def training_loss(self, batch: Any) -> Tensor:
         raise NotImplementedError
 
+    def training_epoch_metrics(self) -> dict[str, Metric]:
+        """The training metrics accumulated over an epoch and logged once, at its last batch."""
+        return {"train/loss": self.train_loss}
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.training_loss(batch) if self.automatic_optimization else self._lbfgs_step(batch)
         # Accumulated here and logged once per epoch: a self.log call per step costs about 1 ms of Lightning's
         # bookkeeping, which is most of the Trainer's overhead over a plain loop (python -m rnn_lightning.bench_epoch).
         self.train_loss.update(loss.detach(), weight=len(batch[0]))
+        if self.trainer.is_last_batch:
+            # Logged from the last training step, not from on_train_epoch_end: Lightning runs the callbacks' epoch-end
+            # hooks (the epoch summary line, a plateau schedule) before the module's, and they must see this epoch's
+            # values. compute() averages over every DDP process's batches, not rank 0's alone.
+            for name, metric in self.training_epoch_metrics().items():
+                self.log(name, metric.compute(), on_step=False, on_epoch=True, prog_bar=True)
         return loss if self.automatic_optimization else None
 
     def on_train_epoch_end(self) -> None:
-        # compute() averages over every DDP process's batches, not rank 0's alone.
-        self.log("train/loss", self.train_loss.compute(), prog_bar=True)
-        self.train_loss.reset()
+        for metric in self.training_epoch_metrics().values():
+            metric.reset()
         if not self.automatic_optimization or isinstance(self.lr_schedulers(), ReduceLROnPlateau):
             self._step_scheduler()
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryConfusionMatrix, BinaryF1Score
 
 from rnn_lightning.data.vocab import Vocabulary
@@ -105,10 +105,8 @@ class SentimentClassifier(RecurrentTask):
         self.train_acc.update(logits.argmax(dim=1), labels)  # logged once per epoch, like train/loss
         return F.cross_entropy(logits, labels)
 
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
-        self.train_acc.reset()
+    def training_epoch_metrics(self) -> dict[str, Metric]:
+        return {**super().training_epoch_metrics(), "train/acc": self.train_acc}
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         tokens, lengths, labels = batch
