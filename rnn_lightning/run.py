@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from rnn_lightning.allocator import keep_freed_memory
 from rnn_lightning.callbacks import EpochSummary
 from rnn_lightning.checkpoint_io import AtomicCheckpointIO
 from rnn_lightning.checks import (
@@ -73,6 +74,7 @@ class NoRecord:
 
 
 def train(cfg: DictConfig) -> float | None:
+    keep_freed_memory()  # 5-10 % faster epochs: see allocator.py
     output_dir = Path(cfg.paths.output_dir)
     zero = is_launch_zero()
     if zero:
