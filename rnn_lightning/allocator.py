@@ -6,6 +6,10 @@ pages, and every page costs a minor fault. A sentiment epoch faulted 0.7 GB that
 1-1.5 GB through the Trainer (which keeps a step's tensors a little longer), ~0.3 ms per MB here: 5-10 % of the
 epoch, and most of the Trainer's overhead over the plain loop. Raising both thresholds keeps the memory in the
 heap for reuse; the process then holds on to its peak, which a training process reaches every step anyway.
+
+It is not a free win everywhere: the sine LBFGS runs (float64, 999 steps, buffers of tens of MB) became 10-40 %
+slower with it, so each task config says whether to use it (``keep_freed_memory``; sentiment yes, sine no). The
+setting holds for the rest of the process, so in a multirun whose jobs share a process it stays on once set.
 """
 
 from __future__ import annotations
