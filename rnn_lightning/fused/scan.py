@@ -156,17 +156,17 @@ def scan_forward(
     w_in: Tensor,
     bias: Tensor,
     w_hh: Tensor,
-    padded: Tensor | None,
+    keep: Tensor | None,
+    barrier: Tensor | None,
     state0: State,
     save: bool,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """x (B, T, I) -> (outputs (T, B, H), final states, saved block buffers)."""
+    """x (B, T, I) -> (outputs (T, B, H), final states, saved block buffers); ``keep`` and ``barrier`` (T, B, 1)
+    describe the padded steps (see ``run_scan``), None without lengths."""
     batch, steps, _ = x.shape
     H = w_hh.shape[1]
     width = kernel.saved * H
     out = x.new_empty(steps, batch, H)
-    keep = (~padded).to(x.dtype) if padded is not None else None  # lerp weights: 1 real, 0 padded
-    barrier = x.new_zeros(padded.shape).masked_fill_(padded, float("-inf")) if padded is not None else None
     fw = Forward(weight_t=w_hh.t(), carry=list(state0), scratch=x.new_empty(batch, H))
     size = _block_size(kernel, batch, H, x)
     reused = x.new_empty(size, batch, width) if width and not save else None
@@ -195,14 +195,14 @@ def scan_forward(
 
 
 class Scan(torch.autograd.Function):
-    """(kernel, slots, x (B, T, I), W', b', U', padded, *state0) -> (outputs (T, B, H), *final states)."""
+    """(kernel, slots, x (B, T, I), W', b', U', keep, barrier, *state0) -> (outputs (T, B, H), *final states)."""
 
     @staticmethod
-    def forward(ctx, kernel, slots, x, w_in, bias, w_hh, padded, *state0):  # type: ignore[override]
+    def forward(ctx, kernel, slots, x, w_in, bias, w_hh, keep, barrier, *state0):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        out, finals, blocks = scan_forward(kernel, slots, x, w_in, bias, w_hh, padded, state0, True)
+        out, finals, blocks = scan_forward(kernel, slots, x, w_in, bias, w_hh, keep, barrier, state0, True)
         ctx.kernel, ctx.slots, ctx.state_count = kernel, slots, len(state0)
-        ctx.save_for_backward(x, w_in, w_hh, padded, out, *state0, *blocks)
+        ctx.save_for_backward(x, w_in, w_hh, keep, out, *state0, *blocks)
         return (out, *(f.clone() for f in finals))
 
     @staticmethod
@@ -210,7 +210,7 @@ class Scan(torch.autograd.Function):
     def backward(ctx, d_out, *d_finals):  # type: ignore[override]
         kernel: Kernel = ctx.kernel
         slots: Slots = ctx.slots
-        x, w_in, w_hh, padded, out, *rest = ctx.saved_tensors
+        x, w_in, w_hh, keep, out, *rest = ctx.saved_tensors
         state0, blocks = rest[: ctx.state_count], rest[ctx.state_count :]
         batch, steps, inputs = x.shape
         H = w_hh.shape[1]
@@ -221,7 +221,6 @@ class Scan(torch.autograd.Function):
         d_w_in = w_in.new_zeros(w_in.shape[1], w_in.shape[0]) if need[3] else None
         d_bias = x.new_zeros(kernel.gates * H) if need[4] else None
         d_w_hh = w_hh.new_zeros(w_hh.shape[1], w_hh.shape[0]) if need[5] else None
-        keep = (~padded).to(x.dtype) if padded is not None else None
         bw = Backward(
             weight=w_hh,
             d_final=d_finals[0],
@@ -269,7 +268,7 @@ class Scan(torch.autograd.Function):
         d_x_out = d_x.transpose(0, 1) if d_x is not None else None
         d_w_in = d_w_in.t() if d_w_in is not None else None
         d_w_hh = d_w_hh.t() if d_w_hh is not None else None
-        return (None, None, d_x_out, d_w_in, d_bias, d_w_hh, None, *d_state0)
+        return (None, None, d_x_out, d_w_in, d_bias, d_w_hh, None, None, *d_state0)
 
 
 def run_scan(
@@ -279,11 +278,15 @@ def run_scan(
     slots = Slots(x.shape[1], reverse)
     w_in, bias, w_hh, state0 = kernel.internal(cell, state)
     padded = padding_mask(lengths, x.shape[1], x)
+    keep = barrier = None
+    if padded is not None:
+        keep = (~padded).to(x.dtype)  # 1 on real steps, 0 on padded ones: lerp weights, output and gradient mask
+        barrier = x.new_zeros(padded.shape).masked_fill_(padded, float("-inf"))  # see Kernel.fill_padding
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_in, bias, w_hh, *state0)):
-        out, *finals = Scan.apply(kernel, slots, x, w_in, bias, w_hh, padded, *state0)
+        out, *finals = Scan.apply(kernel, slots, x, w_in, bias, w_hh, keep, barrier, *state0)
     else:  # inference: one reused block buffer, no graph
-        out, finals, _ = scan_forward(kernel, slots, x, w_in, bias, w_hh, padded, state0, False)
-    if padded is not None:  # outside the scan: inside, padded slots hold the carried state
+        out, finals, _ = scan_forward(kernel, slots, x, w_in, bias, w_hh, keep, barrier, state0, False)
+    if keep is not None:  # outside the scan: inside, padded slots hold the carried state
         # A broadcast multiply by 0/1, forward and backward, is ~7x faster than masked_fill here.
-        out = out * (~padded).to(out.dtype)
+        out = out * keep
     return out.transpose(0, 1), kernel.external_final(tuple(finals))
