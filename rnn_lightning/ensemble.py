@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
 
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.sentiment import SentimentDataModule
@@ -81,12 +82,9 @@ def probabilities(model: SentimentClassifier, texts: list[str]) -> Tensor:
 
 
 def accuracy_and_f1(positive: Tensor, labels: Tensor) -> tuple[float, float]:
-    """Accuracy, and F1 of the positive class, of the predictions ``positive > 0.5``."""
-    predicted = (positive > 0.5).long()
-    accuracy = float((predicted == labels).float().mean())
-    true_positive = int(((predicted == 1) & (labels == 1)).sum())
-    f1 = 2 * true_positive / max(int(predicted.sum()) + int(labels.sum()), 1)
-    return accuracy, f1
+    """Accuracy, and F1 of the positive class, of the predictions ``positive > 0.5``: the same torchmetrics
+    measures the classifier's test step logs."""
+    return float(binary_accuracy(positive, labels)), float(binary_f1_score(positive, labels))
 
 
 def evaluate(models: list[SentimentClassifier], texts: list[str], labels: Tensor) -> dict[str, Any]:
