@@ -42,30 +42,30 @@ test-full: ## Every test, including the slow ones
 	$(PYTHON) -m pytest -q -m ''
 
 bench: ## Speed of loop vs fused vs torch.nn cells (ARGS="--quick" for a short run)
-	$(PYTHON) -m rnn_lightning.bench $(ARGS)
+	$(PYTHON) -m benchmarks.cells $(ARGS)
 
 bench-epoch: ## One sentiment epoch: Trainer vs plain loop, loop vs fused cells
-	$(PYTHON) -m rnn_lightning.bench_epoch $(ARGS)
+	$(PYTHON) -m benchmarks.epoch $(ARGS)
 
 report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
-	$(PYTHON) -m rnn_lightning.report $(DIR)
+	$(PYTHON) -m rnn_lightning.cli.report $(DIR)
 
 ensemble: ## Test accuracy of a seed sweep's models averaged: make ensemble DIR=multirun/DATE/TIME
-	$(PYTHON) -m rnn_lightning.ensemble $(DIR) $(ARGS)
+	$(PYTHON) -m rnn_lightning.cli.ensemble $(DIR) $(ARGS)
 
 reproduce: ## Rerun the course report's experiments and more; one report in reproduce/DATE_TIME/
-	$(PYTHON) -m rnn_lightning.reproduce $(ARGS)
+	$(PYTHON) -m rnn_lightning.cli.reproduce $(ARGS)
 
 reproduce-quick: ## The same sweeps on a sliver of the data: a smoke check in a few minutes
-	$(PYTHON) -m rnn_lightning.reproduce --quick $(ARGS)
+	$(PYTHON) -m rnn_lightning.cli.reproduce --quick $(ARGS)
 
 lint: ## Ruff lint and format check
-	$(PYTHON) -m ruff check rnn_lightning tests train.py
-	$(PYTHON) -m ruff format --check rnn_lightning tests train.py
+	$(PYTHON) -m ruff check rnn_lightning benchmarks tests train.py
+	$(PYTHON) -m ruff format --check rnn_lightning benchmarks tests train.py
 
 format: ## Ruff format and autofix
-	$(PYTHON) -m ruff format rnn_lightning tests train.py
-	$(PYTHON) -m ruff check --fix rnn_lightning tests train.py
+	$(PYTHON) -m ruff format rnn_lightning benchmarks tests train.py
+	$(PYTHON) -m ruff check --fix rnn_lightning benchmarks tests train.py
 
 clean: ## Remove caches and build files (keeps outputs/ and multirun/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

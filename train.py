@@ -13,7 +13,7 @@ register_launch_id()
 def main(cfg: DictConfig) -> float | None:
     # Imported here, not at the top: torch and Lightning take seconds to import, and --help, --cfg job or a mistyped
     # option need neither.
-    from rnn_lightning.run import train
+    from rnn_lightning.training.run import train
 
     return train(cfg)
 

@@ -9,7 +9,7 @@ import pytest
 STEPS = """
 import resource, sys, torch
 from rnn_lightning.allocator import keep_freed_memory
-from rnn_lightning.layer import Recurrent
+from rnn_lightning.nn.layer import Recurrent
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rnn_lightning import bench
-from rnn_lightning.bench_floor import GemmFloor
-from rnn_lightning.layer import Recurrent
-from rnn_lightning.reference import torch_twin
+from benchmarks import cells as bench
+from benchmarks.floor import GemmFloor
+from rnn_lightning.nn.layer import Recurrent
+from rnn_lightning.nn.reference import torch_twin
 
 B, T, I, H = 4, 5, 3, 6
 

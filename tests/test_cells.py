@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnn_lightning.cells import CELLS, make_cell
+from rnn_lightning.nn.cells import CELLS, make_cell
 
 TORCH_CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 B, I, H = 5, 3, 7

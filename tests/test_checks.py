@@ -20,8 +20,8 @@ import pytest
 import torch
 from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 
-from rnn_lightning.checks import PLATEAU_METRICS
-from rnn_lightning.run import train
+from rnn_lightning.training.checks import PLATEAU_METRICS
+from rnn_lightning.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SENTIMENT = [

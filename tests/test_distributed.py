@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rnn_lightning.distributed import RANK_VARIABLES, SameModelEverywhere, is_launch_zero, module_fingerprint
+from rnn_lightning.training.distributed import RANK_VARIABLES, SameModelEverywhere, is_launch_zero, module_fingerprint
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import torch
 from hydra_compose import compose_config
 from torchmetrics.functional.classification import binary_f1_score
 
-from rnn_lightning import ensemble
+from rnn_lightning.cli import ensemble
 from rnn_lightning.models.sentiment import SentimentClassifier
-from rnn_lightning.run import train
+from rnn_lightning.training.run import train
 
 TINY = ["model=gru", "model.hidden_size=16", "epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from rnn_lightning.data.epoch_order import EpochShuffle, ResumableLoader
+from rnn_lightning.data.sampling import EpochShuffle, ResumableLoader
 
 
 def _order(sampler: EpochShuffle, epoch: int) -> list[int]:

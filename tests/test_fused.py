@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnn_lightning.fused import common
-from rnn_lightning.layer import Recurrent
-from rnn_lightning.reference import PARAMETER_NAMES, torch_twin
+from rnn_lightning.nn.fused import common
+from rnn_lightning.nn.layer import Recurrent
+from rnn_lightning.nn.reference import PARAMETER_NAMES, torch_twin
 
 B, T, I, H = 4, 6, 3, 5
 LENGTHS = torch.tensor([6, 2, 4, 1])
@@ -256,7 +256,7 @@ def test_fused_runs_no_builtin_recurrent_kernel(monkeypatch):
 
 
 def test_bench_reports_every_row_against_torch(capsys):
-    from rnn_lightning import bench
+    from benchmarks import cells as bench
 
     bench.main(["--cells", "gru", "--shapes", "sentiment-b200", "--repeats", "1", "--warmup", "0", "--json"])
     rows = json.loads(capsys.readouterr().out)

@@ -22,9 +22,9 @@ import pytest
 import torch
 from hydra_compose import TINY_SINE, compose_config
 
-import rnn_lightning.run as run_module
-from rnn_lightning.run import train
-from rnn_lightning.signals import Interrupted, StopRequest
+import rnn_lightning.training.run as run_module
+from rnn_lightning.training.run import train
+from rnn_lightning.training.signals import Interrupted, StopRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESUMABLE = [

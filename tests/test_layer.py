@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnn_lightning.layer import Recurrent
-from rnn_lightning.reference import torch_twin
+from rnn_lightning.nn.layer import Recurrent
+from rnn_lightning.nn.reference import torch_twin
 
 B, T, I, H = 4, 6, 3, 5
 LENGTHS = torch.tensor([6, 2, 4, 1])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnn_lightning.report import build_report, fmt_number, fmt_seconds, fmt_stats, main
-from rnn_lightning.report_table import MISSING_ERROR, ReportError, Stats, find_job_dirs, group_rows
+from rnn_lightning.cli.report import build_report, fmt_number, fmt_seconds, fmt_stats, main
+from rnn_lightning.cli.report_table import MISSING_ERROR, ReportError, Stats, find_job_dirs, group_rows
 
 BASE_CONFIG = {
     "task": "sentiment",
@@ -219,7 +219,7 @@ def test_exit_codes(tmp_path, capsys):
 
 def test_module_entry_point(tmp_path):
     root = write_sweep(tmp_path)
-    args = [sys.executable, "-m", "rnn_lightning.report", str(root), "--no-tensorboard"]
+    args = [sys.executable, "-m", "rnn_lightning.cli.report", str(root), "--no-tensorboard"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "## Grouped over seeds" in done.stdout

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rnn_lightning import reproduce
-from rnn_lightning.reproduce import Experiment
+from rnn_lightning.cli import reproduce
+from rnn_lightning.cli.reproduce import Experiment
 
 TINY = ["epochs=1", "data.length=60", "data.context=30", "model.hidden_size=6", "optim.max_iter=3", "trainer=cpu"]
 

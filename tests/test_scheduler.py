@@ -18,10 +18,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnn_lightning.checks import scheduler_settings
 from rnn_lightning.models.base import LR_LOG_NAME, RecurrentTask
 from rnn_lightning.models.sine import SineForecaster
-from rnn_lightning.run import train
+from rnn_lightning.training.checks import scheduler_settings
+from rnn_lightning.training.run import train
 
 OPTIMS = {
     "adam": {"_target_": "torch.optim.Adam", "lr": 0.01},

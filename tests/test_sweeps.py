@@ -13,9 +13,9 @@ import pytest
 from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 from omegaconf import OmegaConf
 
+from rnn_lightning.cli.report import build_report
 from rnn_lightning.launch_id import launch_id
-from rnn_lightning.report import build_report
-from rnn_lightning.run import fit_file_name, run_name
+from rnn_lightning.training.run import fit_file_name, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = re.compile(r"\d\d-\d\d-\d\d_([0-9a-f]{6})")

@@ -10,8 +10,8 @@ import pytest
 import torch
 from hydra_compose import compose_config
 
-from rnn_lightning.predict import classify, load_classifier
-from rnn_lightning.run import train
+from rnn_lightning.cli.predict import classify, load_classifier
+from rnn_lightning.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.hidden_size=16", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
@@ -47,7 +47,7 @@ def test_predict_round_trips_from_a_saved_checkpoint(polarity_dir, tmp_path):
         [
             sys.executable,
             "-m",
-            "rnn_lightning.predict",
+            "rnn_lightning.cli.predict",
             f"ckpt_path={checkpoint}",
             *(f"text={t}" for t in texts),
         ],
@@ -73,7 +73,7 @@ def test_predict_refuses_a_sine_checkpoint(tmp_path):
         [
             sys.executable,
             "-m",
-            "rnn_lightning.predict",
+            "rnn_lightning.cli.predict",
             f"ckpt_path={tmp_path}/checkpoints/last.ckpt",
             "text=x",
         ],

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 
-from rnn_lightning.run import train
+from rnn_lightning.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import rnn_lightning
 from rnn_lightning.data.encoding import encode_batch
-from rnn_lightning.data.epoch_order import EpochShuffle, ResumableLoader
 from rnn_lightning.data.polarity import (
     EXPECTED_SHA256,
     OFFICIAL_URL,
@@ -22,6 +21,7 @@ from rnn_lightning.data.polarity import (
     missing_polarity_files,
     read_reviews,
 )
+from rnn_lightning.data.sampling import EpochShuffle, ResumableLoader
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
 

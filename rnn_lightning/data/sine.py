@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnn_lightning.data.epoch_order import EpochShuffle, ResumableLoader
+from rnn_lightning.data.sampling import EpochShuffle, ResumableLoader
 
 
 def sine_waves(n_sequences: int, length: int, period: float, max_shift: int, seed: int) -> torch.Tensor:

@@ -52,7 +52,7 @@ class RecurrentTask(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.training_loss(batch) if self.automatic_optimization else self._lbfgs_step(batch)
         # Accumulated here and logged once per epoch: a self.log call per step costs about 1 ms of Lightning's
-        # bookkeeping, which is most of the Trainer's overhead over a plain loop (python -m rnn_lightning.bench_epoch).
+        # bookkeeping, which is most of the Trainer's overhead over a plain loop (python -m benchmarks.epoch).
         self.train_loss.update(loss.detach(), weight=len(batch[0]))
         if self.trainer.is_last_batch:
             # Logged from the last training step, not from on_train_epoch_end: Lightning runs the callbacks' epoch-end

@@ -13,11 +13,11 @@ from torchmetrics import MaxMetric, MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryConfusionMatrix, BinaryF1Score
 
 from rnn_lightning.data.vocab import Vocabulary
-from rnn_lightning.layer import Recurrent
 from rnn_lightning.models.base import RecurrentTask
+from rnn_lightning.models.figures import confusion_figure, save_figure
 from rnn_lightning.models.head import make_head
 from rnn_lightning.models.readout import READOUTS, last_state, pool, readout_width
-from rnn_lightning.plotting import confusion_figure, save_figure
+from rnn_lightning.nn.layer import Recurrent
 
 log = logging.getLogger("rnn_lightning")
 LABELS = ["negative", "positive"]

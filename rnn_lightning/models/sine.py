@@ -10,11 +10,11 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, MinMetric
 
-from rnn_lightning.cells import State
-from rnn_lightning.layer import Recurrent
 from rnn_lightning.models.base import RecurrentTask
+from rnn_lightning.models.figures import forecast_figure, save_figure
 from rnn_lightning.models.head import make_head
-from rnn_lightning.plotting import forecast_figure, save_figure
+from rnn_lightning.nn.cells import State
+from rnn_lightning.nn.layer import Recurrent
 
 
 class SineForecaster(RecurrentTask):

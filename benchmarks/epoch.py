@@ -1,6 +1,6 @@
 """End-to-end epoch timing: what Lightning costs over a plain loop, and what the fused cells buy.
 
-    python -m rnn_lightning.bench_epoch [--repeats 3] [--impls loop fused] [--data-dir DIR]
+    python -m benchmarks.epoch [--repeats 3] [--impls loop fused] [--data-dir DIR]
 
 For each recurrent implementation, one sentiment training epoch (the default task config: LSTM,
 hidden 128, batch 64, Adam) is timed twice over the same model, data and optimizer: through

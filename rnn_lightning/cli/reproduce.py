@@ -1,6 +1,6 @@
 """``make reproduce``: rerun the course report's experiments, then one report beside the report's numbers.
 
-    python -m rnn_lightning.reproduce [--quick] [--out DIR] [--only NAME ...]
+    python -m rnn_lightning.cli.reproduce [--quick] [--out DIR] [--only NAME ...]
 
 Each experiment is one ``python train.py -m ...`` sweep into ``DIR/<name>/``; a sweep that fails is
 recorded and the others still run. Then ``DIR/report.md`` and ``report.csv`` list every job with the
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from rnn_lightning.ensemble import ensemble_of
-from rnn_lightning.report import build_report
-from rnn_lightning.reproduce_figures import accuracy_curves_figure, collect_forecasts
+from rnn_lightning.cli.ensemble import ensemble_of
+from rnn_lightning.cli.report import build_report
+from rnn_lightning.cli.reproduce_figures import accuracy_curves_figure, collect_forecasts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "course report"
 
 # The course report's numbers (HIT "Pattern recognition and deep learning" lab 4, 2020): sine training MSE
@@ -55,7 +55,7 @@ class Experiment:
     overrides: list[str]
     quick: list[str] = field(default_factory=list)
     needs: str | None = None  # a module that must be importable, else the experiment is skipped
-    ensemble: bool = False  # also report the test accuracy of its jobs' models averaged (rnn_lightning.ensemble)
+    ensemble: bool = False  # also report the test accuracy of its jobs' models averaged (rnn_lightning.cli.ensemble)
 
 
 QUICK_SINE = ["epochs=2", "data.length=120", "data.context=60", "optim.max_iter=5"]

@@ -1,7 +1,7 @@
 """Test accuracy of an ensemble of trained sentiment models: their class probabilities, averaged.
 
     python train.py -m experiment=best_random seed=1,2,3,4,5
-    python -m rnn_lightning.ensemble multirun/DATE/TIME_ID [--data-dir DIR] [--json]
+    python -m rnn_lightning.cli.ensemble multirun/DATE/TIME_ID [--data-dir DIR] [--json]
 
 Each argument is a sweep folder (every job in it with a best checkpoint), a run folder, or a ``.ckpt`` file.
 Each member reads the test reviews through its own vocabulary (the validation split, and so the vocabulary,
@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
 
+from rnn_lightning.cli.predict import load_classifier
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.sentiment import SentimentDataModule
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.models.sentiment import SentimentClassifier
-from rnn_lightning.predict import load_classifier
 
 # Data settings that decide which reviews are the test set; the seed does only when the files are shuffled.
 SPLIT_KEYS = ("train_per_class", "shuffle_before_split")
@@ -129,7 +129,7 @@ def ensemble_of(paths: list[Path], data_dir: str | None = None) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m rnn_lightning.ensemble", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rnn_lightning.cli.ensemble", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="sweep folders, run folders or .ckpt files")
     parser.add_argument("--data-dir", help="folder with rt-polarity.pos/.neg (default: the one the runs used)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

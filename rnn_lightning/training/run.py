@@ -3,10 +3,10 @@
 ``train.py`` calls :func:`train` under ``@hydra.main``; tests call it with a config from Hydra's compose API. It returns
 the best value of the monitored metric (not the last epoch's), so that an optimizing sweeper can use it.
 
-Failures keep what is saved: settings are checked before anything is written (:mod:`rnn_lightning.checks`), a folder
+Failures keep what is saved: settings are checked before anything is written (:mod:`rnn_lightning.training.checks`), a folder
 with another run's checkpoints is refused, an earlier metrics.json is kept beside the new one, a NaN loss stops before
-it reaches a checkpoint (:mod:`rnn_lightning.numerics`), and Ctrl-C / SIGTERM save a resumable ``last.ckpt``
-(:mod:`rnn_lightning.signals`). metrics.json ends as ``completed``, ``failed`` or ``interrupted`` with the message.
+it reaches a checkpoint (:mod:`rnn_lightning.training.numerics`), and Ctrl-C / SIGTERM save a resumable ``last.ckpt``
+(:mod:`rnn_lightning.training.signals`). metrics.json ends as ``completed``, ``failed`` or ``interrupted`` with the message.
 
 Under DDP every process runs this function (Lightning's ``ddp`` re-runs train.py per device; SLURM and torchrun start
 one per device); only global rank 0 writes metrics.json, and the test set is scored once, by rank 0 alone.
@@ -33,9 +33,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_lightning.allocator import keep_freed_memory
-from rnn_lightning.callbacks import EpochSummary
-from rnn_lightning.checkpoint_io import AtomicCheckpointIO
-from rnn_lightning.checks import (
+from rnn_lightning.launch_id import register_launch_id
+from rnn_lightning.training.callbacks import EpochSummary
+from rnn_lightning.training.checkpoint_io import AtomicCheckpointIO
+from rnn_lightning.training.checks import (
     check_config,
     check_output_dir,
     check_resume_data,
@@ -43,12 +44,11 @@ from rnn_lightning.checks import (
     scheduler_option,
     scheduler_settings,
 )
-from rnn_lightning.determinism import SeedEachBatch
-from rnn_lightning.distributed import SameModelEverywhere, end_process_group, is_launch_zero
-from rnn_lightning.launch_id import register_launch_id
-from rnn_lightning.numerics import FiniteGuard
-from rnn_lightning.run_record import RunRecord
-from rnn_lightning.signals import GracefulStop, Interrupted, StopRequest
+from rnn_lightning.training.determinism import SeedEachBatch
+from rnn_lightning.training.distributed import SameModelEverywhere, end_process_group, is_launch_zero
+from rnn_lightning.training.numerics import FiniteGuard
+from rnn_lightning.training.record import RunRecord
+from rnn_lightning.training.signals import GracefulStop, Interrupted, StopRequest
 
 log = logging.getLogger("rnn_lightning")
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.

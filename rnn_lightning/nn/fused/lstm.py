@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnn_lightning.cells import RecurrentCell, State
-from rnn_lightning.fused.common import Slots
-from rnn_lightning.fused.scan import Backward, Forward, Kernel
+from rnn_lightning.nn.cells import RecurrentCell, State
+from rnn_lightning.nn.fused.common import Slots
+from rnn_lightning.nn.fused.scan import Backward, Forward, Kernel
 
 
 class LSTMKernel(Kernel):

@@ -1,6 +1,6 @@
 """Classify new text with a trained sentiment checkpoint; no data files needed.
 
-    python -m rnn_lightning.predict ckpt_path=outputs/.../checkpoints/last.ckpt text="an utterly charming film"
+    python -m rnn_lightning.cli.predict ckpt_path=outputs/.../checkpoints/last.ckpt text="an utterly charming film"
 
 Several ``text=...`` arguments classify several reviews. Each prints ``label  p(label)  text``.
 """
@@ -17,7 +17,7 @@ from rnn_lightning.data.tokenizer import TOKENIZER_VERSION
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.models.sentiment import LABELS, SentimentClassifier
 
-USAGE = 'usage: python -m rnn_lightning.predict ckpt_path=PATH text="a review" [text="another" ...]'
+USAGE = 'usage: python -m rnn_lightning.cli.predict ckpt_path=PATH text="a review" [text="another" ...]'
 
 
 def parse_arguments(argv: list[str]) -> tuple[Path, list[str]]:

@@ -19,7 +19,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from rnn_lightning.run_record import first_line
+from rnn_lightning.training.record import first_line
 
 # The config option that selects each optimizer, to tell the user what to type.
 OPTIM_OPTIONS = {"torch.optim.Adam": "adam", "torch.optim.SGD": "sgdm", "torch.optim.LBFGS": "lbfgs"}

@@ -5,7 +5,7 @@ least these products: the input projection of all steps, one ``h U^T`` per step,
 ``dP U`` per step plus the weight and input gradients. torch.nn (oneDNN on CPU, cuDNN on CUDA) and our
 fused path both call the same BLAS for them. Timing them alone, at the benchmark's shapes, says how much
 of a row's time is left for everything else (activations, gate arithmetic, Python and dispatch), and so
-which speed targets any implementation could still reach: ``python -m rnn_lightning.bench --floor``.
+which speed targets any implementation could still reach: ``python -m benchmarks.cells --floor``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Turn a Hydra sweep folder into a comparison table: ``python -m rnn_lightning.report DIR``.
+"""Turn a Hydra sweep folder into a comparison table: ``python -m rnn_lightning.cli.report DIR``.
 
 Writes ``report.md`` (jobs table, plus a table grouped over seeds when some jobs differ only by seed),
 ``report.csv`` (the jobs table, full-precision numbers) and one TensorBoard hparams run per job under
 ``report_tb/``. Exit code: 0 when every job completed, 1 when any did not, 2 when there is nothing to
-report. Reading and grouping the jobs lives in ``rnn_lightning.report_table``.
+report. Reading and grouping the jobs lives in ``rnn_lightning.cli.report_table``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnn_lightning.report_table import (
+from rnn_lightning.cli.report_table import (
     Group,
     JobRow,
     Reference,
@@ -318,7 +318,7 @@ def build_report(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m rnn_lightning.report",
+        prog="python -m rnn_lightning.cli.report",
         description="Compare the jobs of a Hydra sweep: report.md, report.csv and TensorBoard hparams.",
         epilog="Exit code: 0 all jobs completed, 1 some failed/missing/unfinished (report still written), "
         "2 nothing to report.",

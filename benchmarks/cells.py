@@ -1,6 +1,6 @@
 """Forward + backward speed and peak memory of rnn / lstm / gru x {loop, fused, torch}.
 
-``python -m rnn_lightning.bench`` (``make bench``; ``--quick`` for a short run, ``--json`` for rows,
+``python -m benchmarks.cells`` (``make bench``; ``--quick`` for a short run, ``--json`` for rows,
 ``--floor`` for a ``gemm`` row per cell: the matrix products alone, see ``bench_floor.py``).
 
 Protocol, the same for every implementation:
@@ -29,7 +29,7 @@ Protocol, the same for every implementation:
   happens can change with whatever the process allocated earlier. torch.nn's LSTM (oneDNN) is the
   sensitive one here: 45 MB of faults per step at the sentiment shapes, 25-40% of its time. To time
   the arithmetic alone, turn glibc's mapping and trimming off for the run:
-  ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python -m rnn_lightning.bench``.
+  ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python -m benchmarks.cells``.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ try:
 except ImportError:  # Windows: no fault counts
     resource = None  # type: ignore[assignment]
 
-from rnn_lightning.bench_floor import GemmFloor
-from rnn_lightning.layer import Recurrent
-from rnn_lightning.reference import torch_twin
+from benchmarks.floor import GemmFloor
+from rnn_lightning.nn.layer import Recurrent
+from rnn_lightning.nn.reference import torch_twin
 
 CELLS = ("rnn", "lstm", "gru")
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
@@ -241,7 +241,7 @@ def format_table(rows: list[dict], faults: list[float]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m rnn_lightning.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cells", description=__doc__.split("\n")[0])
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))

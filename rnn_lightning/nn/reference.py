@@ -1,6 +1,6 @@
 """``torch.nn`` twins of our layers, for the parity tests and the benchmark only.
 
-Nothing in training calls this file: it exists so that a test or ``rnn_lightning.bench`` can build a
+Nothing in training calls this file: it exists so that a test or ``benchmarks.cells`` can build a
 ``torch.nn.RNN/LSTM/GRU`` holding exactly the same numbers as a ``Recurrent`` layer.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnn_lightning.layer import Recurrent
+from rnn_lightning.nn.layer import Recurrent
 
 TORCH_LAYERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 PARAMETER_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rnn_lightning.plotting import plt
+from rnn_lightning.models.figures import plt
 
 
 def finished_jobs(root: Path, task: str) -> Iterator[tuple[Path, dict]]:

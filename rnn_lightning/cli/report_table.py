@@ -1,7 +1,7 @@
 """Collect a sweep's job folders into rows, group runs that differ only by seed, match reference figures.
 
 A job folder is any folder with a ``.hydra/`` subfolder or a ``metrics.json`` (written by the training
-entry point). This module only reads; ``rnn_lightning.report`` formats and writes the tables.
+entry point). This module only reads; ``rnn_lightning.cli.report`` formats and writes the tables.
 """
 
 from __future__ import annotations

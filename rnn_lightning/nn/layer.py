@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from rnn_lightning.cells import RecurrentCell, State, make_cell
+from rnn_lightning.nn.cells import RecurrentCell, State, make_cell
 
 IMPLS = ("loop", "fused")
 
@@ -45,7 +45,7 @@ def direction_runner(impl: str) -> DirectionRunner:
     if impl == "loop":
         return run_loop
     if impl == "fused":
-        from rnn_lightning.fused import run_fused  # imported lazily: the loop path needs none of it
+        from rnn_lightning.nn.fused import run_fused  # imported lazily: the loop path needs none of it
 
         return run_fused
     raise ValueError(f"unknown recurrent impl {impl!r}; choose one of {list(IMPLS)}")

@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnn_lightning.cells import RecurrentCell, State
-from rnn_lightning.fused.common import Slots, block_steps, padding_mask
+from rnn_lightning.nn.cells import RecurrentCell, State
+from rnn_lightning.nn.fused.common import Slots, block_steps, padding_mask
 
 
 @dataclass
@@ -274,7 +274,7 @@ class Scan(torch.autograd.Function):
 def run_scan(
     kernel: Kernel, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
 ) -> tuple[Tensor, State]:
-    """A direction runner (see ``rnn_lightning.layer.DirectionRunner``) for ``kernel``."""
+    """A direction runner (see ``rnn_lightning.nn.layer.DirectionRunner``) for ``kernel``."""
     slots = Slots(x.shape[1], reverse)
     w_in, bias, w_hh, state0 = kernel.internal(cell, state)
     padded = padding_mask(lengths, x.shape[1], x)

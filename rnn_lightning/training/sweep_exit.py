@@ -8,7 +8,7 @@ optimization_results.yaml, naming the failed jobs.
 
 It sees the jobs that ran in this process (Hydra's basic launcher). Launchers that run each job in a process of its own
 (``hydra/launcher=slurm`` or ``slurm_local``) call the job callbacks there; under them the Optuna sweeper still exits 0
-with failed trials, which ``python -m rnn_lightning.report DIR`` lists (and exits 1 for).
+with failed trials, which ``python -m rnn_lightning.cli.report DIR`` lists (and exits 1 for).
 """
 
 from __future__ import annotations
@@ -34,6 +34,6 @@ class ExitNonZeroOnFailedJobs(Callback):
         # SystemExit, not an Exception: Hydra turns an Exception raised by a callback into a warning.
         raise SystemExit(
             f"{len(self.failed)} sweep job(s) failed: {', '.join(self.failed)} in {config.hydra.sweep.dir}; each "
-            f"folder's metrics.json has the error, and `python -m rnn_lightning.report {config.hydra.sweep.dir}` "
+            f"folder's metrics.json has the error, and `python -m rnn_lightning.cli.report {config.hydra.sweep.dir}` "
             "compares all jobs."
         )
