@@ -3,10 +3,10 @@
 ``train.py`` calls :func:`train` under ``@hydra.main``; tests call it with a config from Hydra's compose API. It returns
 the best value of the monitored metric (not the last epoch's), so that an optimizing sweeper can use it.
 
-Failures keep what is saved: settings are checked before anything is written (:mod:`rnn_lightning.training.checks`), a folder
+Failures keep what is saved: settings are checked before anything is written (:mod:`.checks`), a folder
 with another run's checkpoints is refused, an earlier metrics.json is kept beside the new one, a NaN loss stops before
-it reaches a checkpoint (:mod:`rnn_lightning.training.numerics`), and Ctrl-C / SIGTERM save a resumable ``last.ckpt``
-(:mod:`rnn_lightning.training.signals`). metrics.json ends as ``completed``, ``failed`` or ``interrupted`` with the message.
+it reaches a checkpoint (:mod:`.numerics`), and Ctrl-C / SIGTERM save a resumable ``last.ckpt``
+(:mod:`.signals`). metrics.json ends as ``completed``, ``failed`` or ``interrupted`` with the message.
 
 Under DDP every process runs this function (Lightning's ``ddp`` re-runs train.py per device; SLURM and torchrun start
 one per device); only global rank 0 writes metrics.json, and the test set is scored once, by rank 0 alone.
