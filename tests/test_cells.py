@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnn_lightning.nn.cells import CELLS, make_cell
+from rnn_lightning.nn.registry import CELLS, make_cell
 
 TORCH_CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 B, I, H = 5, 3, 7
@@ -52,5 +52,7 @@ def test_initialisation_is_uniform_within_pytorch_bound(kind):
 
 
 def test_unknown_cell_kind_lists_choices():
-    with pytest.raises(ValueError, match=r"unknown cell kind 'transformer'.*\['gru', 'lstm', 'rnn'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown cell 'transformer'; choose one of \['gru', 'lstm', 'rnn'\], or give the import path"
+    ):
         make_cell("transformer", 1, 1)

@@ -106,13 +106,3 @@ class GRUCell(RecurrentCell):
         n = torch.tanh(x_n + r * h_n)
         h = (1 - z) * n + z * h
         return (h,)
-
-
-CELLS: dict[str, type[RecurrentCell]] = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
-
-
-def make_cell(kind: str, input_size: int, hidden_size: int) -> RecurrentCell:
-    """Build a cell by name; the error lists the valid names."""
-    if kind not in CELLS:
-        raise ValueError(f"unknown cell kind {kind!r}; choose one of {sorted(CELLS)}")
-    return CELLS[kind](input_size, hidden_size)

@@ -8,69 +8,35 @@ direction starts at each sequence's last real step, exactly like a packed sequen
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
-from rnn_lightning.nn.cells import RecurrentCell, State, make_cell
-
-IMPLS = ("loop", "fused")
-
-# (cell, x (B, T, I), state, lengths (B,) or None, reverse) -> (outputs (B, T, H), final state)
-DirectionRunner = Callable[[RecurrentCell, Tensor, State, Tensor | None, bool], tuple[Tensor, State]]
-
-
-def run_loop(
-    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None = None, reverse: bool = False
-) -> tuple[Tensor, State]:
-    """The readable reference: call the cell once per time step."""
-    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
-    outputs: list[Tensor] = [x] * x.shape[1]  # placeholders, every slot is overwritten
-    for t in steps:
-        new_state = cell(x[:, t], state)
-        if lengths is not None:
-            # Past a sequence's end the old state is kept; reversed, the state stays at its initial
-            # value until t reaches the last real step, which is where the backward pass must start.
-            valid = (t < lengths).unsqueeze(1)  # (B, 1)
-            new_state = tuple(torch.where(valid, new, old) for new, old in zip(new_state, state))
-            outputs[t] = new_state[0].masked_fill(~valid, 0.0)
-        else:
-            outputs[t] = new_state[0]
-        state = new_state
-    return torch.stack(outputs, dim=1), state  # (B, T, H)
-
-
-def direction_runner(impl: str) -> DirectionRunner:
-    if impl == "loop":
-        return run_loop
-    if impl == "fused":
-        from rnn_lightning.nn.fused import run_fused  # imported lazily: the loop path needs none of it
-
-        return run_fused
-    raise ValueError(f"unknown recurrent impl {impl!r}; choose one of {list(IMPLS)}")
+from rnn_lightning.nn.cells import State
+from rnn_lightning.nn.registry import check_impl, choose_impl, layer_runner, make_cell
 
 
 class Recurrent(nn.Module):
-    """``num_layers`` x ``directions`` cells; cell ``layer * directions + direction`` in ``self.cells``."""
+    """``num_layers`` x ``directions`` cells; cell ``layer * directions + direction`` in ``self.cells``.
+
+    ``cell`` is a built-in name (``rnn``, ``lstm``, ``gru``), the import path of your own cell class, or the class;
+    ``impl`` says how the cells run (``nn/registry.py``): the same parameters and results whichever it is.
+    """
 
     def __init__(
         self,
-        cell: str,
+        cell: str | type[nn.Module],
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        impl: str = "loop",
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.run_direction = direction_runner(impl)
-        self.kind, self.impl = cell, impl
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.directions = num_layers, 2 if bidirectional else 1
         self.cells = nn.ModuleList(
@@ -78,7 +44,9 @@ class Recurrent(nn.Module):
             for layer in range(num_layers)
             for _ in range(self.directions)
         )
-        self.state_size = self.cells[0].state_size
+        check_impl(impl, self.cells[0])
+        self.impl = impl
+        self.state_size = int(self.cells[0].state_size)
         self.dropout = nn.Dropout(dropout)
 
     @property
@@ -90,17 +58,17 @@ class Recurrent(nn.Module):
         self._check_inputs(x, lengths)
         if lengths is not None:
             lengths = lengths.to(device=x.device, dtype=torch.long)
+        run_layer = layer_runner(choose_impl(self.impl, self.cells[0], x))
+        D = self.directions
         finals: list[State] = []
         for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(self.directions):
-                index = layer * self.directions + direction
-                cell = self.cells[index]
-                start = cell.initial_state(x) if state is None else tuple(s[index] for s in state)
-                out, final = self.run_direction(cell, x, start, lengths, direction == 1)
-                outputs.append(out)  # (B, T, H)
-                finals.append(final)
-            x = torch.cat(outputs, dim=2) if self.directions == 2 else outputs[0]  # (B, T, D * H)
+            cells = self.cells[layer * D : (layer + 1) * D]
+            if state is None:
+                starts = [cell.initial_state(x) for cell in cells]
+            else:
+                starts = [tuple(s[layer * D + d] for s in state) for d in range(D)]
+            x, layer_finals = run_layer(cells, x, starts, lengths)  # (B, T, D * H)
+            finals.extend(layer_finals)
             if layer < self.num_layers - 1:
                 x = self.dropout(x)
         final_state = tuple(torch.stack(parts, dim=0) for parts in zip(*finals))  # (L * D, B, H) each
@@ -113,7 +81,8 @@ class Recurrent(nn.Module):
             return
         if lengths.shape != (x.shape[0],):
             raise ValueError(f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}")
-        if lengths.numel() and (lengths.min() < 1 or lengths.max() > x.shape[1]):
+        # Values are checked where that is free: reading a GPU tensor's min and max would wait for the GPU.
+        if lengths.device.type == "cpu" and lengths.numel() and (lengths.min() < 1 or lengths.max() > x.shape[1]):
             raise ValueError(f"lengths must lie in [1, {x.shape[1]}], got {lengths.tolist()}")
 
     def extra_repr(self) -> str:

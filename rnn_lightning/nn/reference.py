@@ -1,7 +1,7 @@
 """``torch.nn`` twins of our layers, for the parity tests and the benchmark only.
 
-Nothing in training calls this file: it exists so that a test or ``benchmarks.cells`` can build a
-``torch.nn.RNN/LSTM/GRU`` holding exactly the same numbers as a ``Recurrent`` layer.
+Nothing in training calls this file: it exists so that a test or ``benchmarks/cells.py`` can build a
+``torch.nn.RNN/LSTM/GRU`` holding exactly the same numbers as a ``Recurrent`` layer of built-in cells.
 """
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnn_lightning.nn.cells import GRUCell, LSTMCell, RNNCell
 from rnn_lightning.nn.layer import Recurrent
 
-TORCH_LAYERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+TORCH_LAYERS: dict[type[nn.Module], type[nn.RNNBase]] = {RNNCell: nn.RNN, LSTMCell: nn.LSTM, GRUCell: nn.GRU}
 PARAMETER_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def torch_twin(layer: Recurrent) -> nn.RNNBase:
     """A ``torch.nn`` layer with the same shape, dtype, device and weights as ``layer``."""
-    reference = TORCH_LAYERS[layer.kind](
+    reference = TORCH_LAYERS[type(layer.cells[0])](
         layer.input_size,
         layer.hidden_size,
         num_layers=layer.num_layers,

@@ -1,6 +1,6 @@
 """Fast direction runners: the cells' own parameters, a hand-written forward and backward through time.
 
-``run_fused`` has the signature of ``rnn_lightning.nn.layer.run_loop``; ``scan.py`` holds the engine and
+``run_fused`` has the signature of ``rnn_lightning.nn.loop.run_loop``; ``scan.py`` holds the engine and
 ``rnn.py`` / ``lstm.py`` / ``gru.py`` the per-step arithmetic of each cell kind.
 """
 
@@ -29,7 +29,7 @@ def run_fused(
     if x.shape[1] == 1:
         # One step (the sine forecast feeds its predictions back one at a time): moving the weights into
         # the kernel's coordinates costs more than the step, so the cell takes it; 2x faster forecasts.
-        from rnn_lightning.nn.layer import run_loop
+        from rnn_lightning.nn.loop import run_loop
 
         return run_loop(cell, x, state, lengths, reverse)
     return run_scan(kernel, cell, x, state, lengths, reverse)
