@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnn_lightning.allocator import keep_freed_memory
@@ -47,6 +47,7 @@ from rnn_lightning.training.checks import (
 from rnn_lightning.training.determinism import SeedEachBatch
 from rnn_lightning.training.distributed import SameModelEverywhere, end_process_group, is_launch_zero
 from rnn_lightning.training.numerics import FiniteGuard
+from rnn_lightning.training.params import job_overrides, run_params
 from rnn_lightning.training.record import RunRecord
 from rnn_lightning.training.signals import GracefulStop, Interrupted, StopRequest
 
@@ -151,7 +152,8 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord | NoRecord
         cfg.trainer,
         callbacks=[checkpoint, last_checkpoint(output_dir), *extra_callbacks(cfg, output_dir, stop)],
         plugins=[AtomicCheckpointIO()],  # SIGKILL mid-save must leave the previous last.ckpt, not half a new one
-        logger=logger,
+        # metrics.csv beside TensorBoard: every logged value per epoch, for scripts (a new version per resume).
+        logger=[logger, CSVLogger(output_dir, name="csv")],
         enable_progress_bar=is_terminal(),
     )
     # Give the module the precision's dtype now, as Lightning would at setup: a resumed checkpoint is loaded before
@@ -286,26 +288,3 @@ def fit_file_name(name: str) -> str:
         return name
     digest = hashlib.sha1(encoded).hexdigest()[:8]
     return encoded[: FILE_NAME_BYTES - len(digest) - 1].decode(errors="ignore") + "_" + digest
-
-
-def job_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def run_params(cfg: DictConfig) -> dict[str, Any]:
-    """The few values that tell jobs apart in a report or TensorBoard's hparams view."""
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    return {
-        "task": cfg.task_name,
-        "model": cfg.model.cell,
-        "optim": choices.get("optim", cfg.optim._target_.rsplit(".", 1)[-1].lower()),
-        "lr": cfg.optim.lr,
-        "scheduler": choices.get("scheduler", scheduler_option(scheduler_settings(cfg))),
-        "batch": cfg.batch,
-        "epochs": cfg.epochs,
-        "seed": cfg.seed,
-        "hidden_size": cfg.model.hidden_size,
-        "num_layers": cfg.model.num_layers,
-        "bidirectional": cfg.model.bidirectional,
-        "impl": cfg.model.impl,
-    }
