@@ -41,7 +41,6 @@ from rnn_lightning.training.checks import (
     check_output_dir,
     check_resume_data,
     read_resume_checkpoint,
-    scheduler_option,
     scheduler_settings,
 )
 from rnn_lightning.training.determinism import SeedEachBatch
