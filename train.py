@@ -3,11 +3,6 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnn_lightning.launch_id import register_launch_id
-
-# Before @hydra.main composes anything: conf/config.yaml's run and sweep folders use ${launch_id:}.
-register_launch_id()
-
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:

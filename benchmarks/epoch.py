@@ -20,7 +20,6 @@ import warnings
 import lightning as L
 import torch
 
-from rnn_lightning.allocator import keep_freed_memory
 from rnn_lightning.data.sentiment import SentimentDataModule
 from rnn_lightning.models.sentiment import SentimentClassifier
 
@@ -83,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impls", nargs="+", default=["loop", "fused"], choices=["loop", "fused"])
     parser.add_argument("--data-dir", default="data/rt-polarity")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as train.py does, for both sides (see allocator.py)
     data = SentimentDataModule(data_dir=args.data_dir, batch_size=64, download=False)
     data.setup("fit")
     print(

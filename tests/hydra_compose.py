@@ -9,8 +9,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from rnn_lightning.launch_id import register_launch_id
-
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 FAST_CPU = ["trainer=cpu", "trainer.enable_model_summary=false"]
 TINY_SINE = ["task=sine", "data.length=60", "data.context=30", "model.hidden_size=8"]
@@ -19,7 +17,6 @@ QUICK_LBFGS = "optim.max_iter=4"  # only where the task default (LBFGS) is in us
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
     """The composed config with Hydra's own node set, as inside a real job; outputs under output_dir."""
-    register_launch_id()  # as train.py does: the run and sweep folders use ${launch_id:}
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*FAST_CPU, *overrides], return_hydra_config=True)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from rnn_lightning.data import sampling
 from rnn_lightning.data.sampling import EpochShuffle, ResumableLoader
 
 
@@ -28,7 +29,7 @@ def test_two_processes_with_batch_b_see_the_examples_of_one_process_with_batch_2
     shards = []
     for rank in (0, 1):
         sampler = EpochShuffle(size, seed=0)
-        monkeypatch.setattr(EpochShuffle, "_world", staticmethod(lambda rank=rank: (rank, 2)))
+        monkeypatch.setattr(sampling, "process_rank", lambda rank=rank: (rank, 2))
         shards.append(_order(sampler, 1))
         assert len(sampler) == len(shards[-1]) == (size + 1) // 2
     b = 3

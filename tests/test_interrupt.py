@@ -22,7 +22,7 @@ import pytest
 import torch
 from hydra_compose import TINY_SINE, compose_config
 
-import rnn_lightning.training.run as run_module
+import rnn_lightning.training.build as build_module
 from rnn_lightning.training.run import train
 from rnn_lightning.training.signals import Interrupted, StopRequest
 
@@ -74,11 +74,11 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _interrupt(run: Path, signum: int, monkeypatch: pytest.MonkeyPatch) -> Interrupted:
     """Train RESUMABLE into ``run``, sending ``signum`` at the start of the 4th batch of the 2nd epoch."""
-    callbacks = run_module.extra_callbacks
-    monkeypatch.setattr(run_module, "extra_callbacks", lambda *a: [*callbacks(*a), SignalAt(signum, epoch=1, batch=3)])
+    callbacks = build_module.callbacks
+    monkeypatch.setattr(build_module, "callbacks", lambda *a: [*callbacks(*a), SignalAt(signum, epoch=1, batch=3)])
     with pytest.raises(Interrupted) as raised:
         train(compose_config(RESUMABLE, run))
-    monkeypatch.setattr(run_module, "extra_callbacks", callbacks)
+    monkeypatch.setattr(build_module, "callbacks", callbacks)
     last = run / "checkpoints" / "last.ckpt"
     message = f"{signal.Signals(signum).name} received: stopped in epoch 2/2 after 4 batch(es) (global step 11)"
     assert f"{message} and saved {last}; resume with ckpt_path={last} hydra.run.dir={run}" == str(raised.value)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rnn_lightning.models.base import LR_LOG_NAME, RecurrentTask
 from rnn_lightning.models.sine import SineForecaster
-from rnn_lightning.training.checks import scheduler_settings
+from rnn_lightning.training.checks import schedule_of
 from rnn_lightning.training.run import train
 
 OPTIMS = {
@@ -50,7 +50,7 @@ class Scripted(RecurrentTask):
 
 def scripted_lrs(optim: str, scheduler_overrides: list[str], script: list[float], tmp_path: Path) -> list[float]:
     """The lr of each epoch of a Scripted run with the real conf/scheduler/ file and these overrides."""
-    scheduler = scheduler_settings(compose_config(scheduler_overrides, tmp_path))
+    scheduler = schedule_of(compose_config(scheduler_overrides, tmp_path)).settings()
     module = Scripted(OPTIMS[optim], scheduler, script)
     data = DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=4)
     trainer = L.Trainer(
@@ -107,13 +107,13 @@ def test_cosine_through_the_composed_config_follows_the_closed_form(cosine_run):
 def test_checkpoints_carry_the_schedule_and_older_ones_still_load(cosine_run, tmp_path):
     last = cosine_run / "checkpoints" / "last.ckpt"
     loaded = SineForecaster.load_from_checkpoint(last)
-    assert loaded.scheduler_config["_target_"] == "torch.optim.lr_scheduler.CosineAnnealingLR"
-    assert loaded.scheduler_config["T_max"] == 4
+    assert loaded.schedule.target == "torch.optim.lr_scheduler.CosineAnnealingLR"
+    assert loaded.schedule.arguments["T_max"] == 4
     # A checkpoint written before schedules existed has no "scheduler" hyperparameter: it loads without one.
     older = torch.load(last, weights_only=True)
     del older["hyper_parameters"]["scheduler"]
     torch.save(older, tmp_path / "older.ckpt")
-    assert SineForecaster.load_from_checkpoint(tmp_path / "older.ckpt").scheduler_config == {}
+    assert not SineForecaster.load_from_checkpoint(tmp_path / "older.ckpt").schedule
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,30 @@ def test_split_sizes_and_labels(dm: SentimentDataModule) -> None:
 
 def test_test_set_is_the_tail_of_each_file(dm: SentimentDataModule, files: tuple[list[str], list[str]]) -> None:
     pos, neg = files
-    assert dm.test_texts == pos[4000:] + neg[4000:]
     assert dm.test_set is not None
-    assert dm.test_set.tensors[2].tolist() == [1] * 1331 + [0] * 1331
+    labels = dm.test_set.tensors[2].tolist()
+    assert sorted(t for t, y in zip(dm.test_texts, labels) if y == 1) == sorted(pos[4000:])
+    assert sorted(t for t, y in zip(dm.test_texts, labels) if y == 0) == sorted(neg[4000:])
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_every_prefix_of_validation_and_test_is_balanced(dm: SentimentDataModule, split: str) -> None:
+    """What trainer.limit_val_batches or limit_test_batches reads must hold both classes."""
+    labels = getattr(dm, f"{split}_set").tensors[2]
+    positives = labels.cumsum(0)  # (N,)
+    seen = torch.arange(1, len(labels) + 1)
+    assert ((2 * positives - seen).abs() <= 1).all()
+    assert labels[:64].tolist() != sorted(labels[:64].tolist())  # alternating, not sorted
+
+
+def test_the_test_order_is_the_same_for_every_seed(polarity_dir: Path) -> None:
+    orders = []
+    for seed in (1, 2):
+        data = SentimentDataModule(data_dir=str(polarity_dir), seed=seed, download=False)
+        data.setup("fit")
+        orders.append((data.test_texts, data.val_texts))
+    assert orders[0][0] == orders[1][0]
+    assert orders[0][1] != orders[1][1]  # validation is drawn with the seed
 
 
 def test_validation_is_carved_from_training_only(dm: SentimentDataModule, files: tuple[list[str], list[str]]) -> None:

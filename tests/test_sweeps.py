@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,10 @@ from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 from omegaconf import OmegaConf
 
 from rnn_lightning.cli.report import build_report
-from rnn_lightning.launch_id import launch_id
-from rnn_lightning.training.run import fit_file_name, run_name
+from rnn_lightning.training.run_name import fit_file_name, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDER = re.compile(r"\d\d-\d\d-\d\d_([0-9a-f]{6})")
+FOLDER = re.compile(r"\d\d-\d\d-\d\d_(\d{6})")  # HH-MM-SS_microseconds
 
 
 def _train_py(*args: str, cwd: Path) -> subprocess.Popen:
@@ -31,12 +31,13 @@ def _train_py(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
-def test_run_and_sweep_folders_end_with_this_launchs_id(tmp_path):
+def test_run_and_sweep_folders_end_with_microseconds_that_stay_fixed(tmp_path):
     cfg = compose_config([], tmp_path)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
-        folder = OmegaConf.select(cfg, key)
-        assert FOLDER.fullmatch(Path(folder).name) and folder.endswith(f"_{launch_id()}")
-    assert OmegaConf.select(cfg, "hydra.sweep.dir") == OmegaConf.select(cfg, "hydra.sweep.dir")  # cached
+        assert FOLDER.fullmatch(Path(OmegaConf.select(cfg, key)).name), OmegaConf.select(cfg, key)
+    first = OmegaConf.select(cfg, "hydra.sweep.dir")
+    time.sleep(0.01)
+    assert OmegaConf.select(cfg, "hydra.sweep.dir") == first  # Hydra's `now` is cached: every job agrees
 
 
 def test_two_sweeps_started_together_write_to_separate_folders(tmp_path):
@@ -62,7 +63,7 @@ def test_a_failing_job_does_not_stop_the_sweep_which_still_fails_at_the_end(tmp_
     first_line = "ConfigError: model.hidden_size=0 must be a positive whole number of units per recurrent layer; e.g."
     assert failed["status"] == "failed" and failed["error"].startswith(first_line)
     assert "\n" not in failed["error"]
-    assert completed["status"] == "completed" and completed["params"]["hidden_size"] == 8
+    assert completed["status"] == "completed" and completed["params"]["model.hidden_size"] == 8
     assert (tmp_path / "1" / "checkpoints" / "last.ckpt").exists()
     assert "Error executing job with overrides:" in stderr and "model.hidden_size=0" in stderr
 
@@ -120,10 +121,10 @@ def test_an_optuna_study_runs_each_trial_as_a_sweep_job_and_minimizes_the_sine_f
     results = OmegaConf.load(tmp_path / "optimization_results.yaml")
     best = min(records, key=lambda record: record["best_val"])
     assert results.best_value == pytest.approx(best["best_val"])  # minimize: the task's monitor.mode is min
-    assert results.best_params["model.hidden_size"] == best["params"]["hidden_size"]
+    assert results.best_params["model.hidden_size"] == best["params"]["model.hidden_size"]
     report = build_report(tmp_path, tensorboard=False)
     assert report.exit_code == 0 and len(report.rows) == 3
-    assert f"model.hidden_size={best['params']['hidden_size']} (optimization_results.yaml" in report.markdown
+    assert f"model.hidden_size={best['params']['model.hidden_size']} (optimization_results.yaml" in report.markdown
 
 
 def test_a_failed_trial_does_not_end_the_study_but_the_sweep_exits_1_at_the_end(tmp_path):

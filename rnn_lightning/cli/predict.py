@@ -16,6 +16,8 @@ from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.models.sentiment import LABELS, SentimentClassifier
+from rnn_lightning.training.checks import ConfigError
+from rnn_lightning.training.resume import read_checkpoint
 
 USAGE = 'usage: python -m rnn_lightning.cli.predict ckpt_path=PATH text="a review" [text="another" ...]'
 
@@ -38,9 +40,12 @@ def parse_arguments(argv: list[str]) -> tuple[Path, list[str]]:
 
 
 def load_classifier(ckpt_path: Path) -> SentimentClassifier:
-    hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    if "vocab_size" not in hparams:
-        raise SystemExit(f"{ckpt_path} is not a sentiment checkpoint (it has no vocabulary); train with task=sentiment")
+    try:
+        checkpoint = read_checkpoint(ckpt_path)
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
+    if checkpoint.task != SentimentClassifier.task:
+        raise SystemExit(f"{ckpt_path} is a {checkpoint.task} checkpoint; predict classifies text with a sentiment one")
     model = SentimentClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     version = (model.hparams.tokenizer or {}).get("tokenizer_version")
     if version != TOKENIZER_VERSION:

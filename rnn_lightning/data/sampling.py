@@ -19,45 +19,65 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Sampler
 
 
-class EpochShuffle(DistributedSampler):
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process's DDP group; (0, 1) outside one. Read when an epoch starts, because the
+    process group does not exist yet when the DataLoader is built."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EpochShuffle(Sampler[int]):
     """A permutation of ``range(size)`` drawn from ``(seed, epoch)``; under DDP, process r takes every world-th index
     of it from position r (the permutation padded, like DistributedSampler, to a multiple of the world size).
 
     So step j of N processes with ``batch=b`` trains on exactly the examples of step j of one process with
     ``batch=N*b``: DDP changes how the work is split, not what is learned (up to floating-point summation order).
-
-    A DistributedSampler subclass only so that Lightning uses it as it is: a plain sampler would be wrapped in
-    Lightning's DistributedSamplerWrapper, which reshuffles it with its own generator. DistributedSampler's constructor
-    is not called, because it needs the process group, which does not exist yet when the DataLoader is built; rank and
-    world size are read when an epoch starts.
+    Our samplers split the data between processes themselves, so the Trainer runs with
+    ``use_distributed_sampler=false`` (conf/trainer/auto.yaml) and does not wrap them in one of its own.
     """
 
-    def __init__(self, size: int, seed: int) -> None:  # not super().__init__(): see the class docstring
+    def __init__(self, size: int, seed: int) -> None:
+        super().__init__()
         self.size = size
         self.seed = seed
         self.epoch = 0
 
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
     def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this before every epoch."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self._world()[1])
+        return math.ceil(self.size / process_rank()[1])
 
     def __iter__(self) -> Iterator[int]:
         # A SeedSequence of both numbers: seeds (1, 2) and (2, 1) give unrelated orders, unlike seed + epoch.
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
-        rank, world = self._world()
+        rank, world = process_rank()
         order += order[: len(self) * world - self.size]
         return iter(order[rank::world])
+
+
+class EvenShards(Sampler[int]):
+    """Validation and test order: the dataset's own; under DDP process r takes every world-th example from r.
+
+    Unlike DistributedSampler nothing is padded, so metrics summed over the processes count each example once.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __len__(self) -> int:
+        rank, world = process_rank()
+        return len(range(rank, self.size, world))
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = process_rank()
+        return iter(range(rank, self.size, world))
 
 
 class ResumableLoader(DataLoader):

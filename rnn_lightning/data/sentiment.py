@@ -21,7 +21,7 @@ from rnn_lightning.data.polarity import (
     missing_polarity_files,
     read_reviews,
 )
-from rnn_lightning.data.sampling import EpochShuffle, ResumableLoader
+from rnn_lightning.data.sampling import EpochShuffle, EvenShards, ResumableLoader
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
 
@@ -49,6 +49,22 @@ def _collate(samples: list[tuple[torch.Tensor, ...]]) -> Batch:
     """
     tokens, lengths, labels = zip(*samples, strict=True)
     return torch.stack(tokens), torch.stack(lengths), torch.stack(labels)
+
+
+def alternate_classes(pos: list[str], neg: list[str], seed: list[int]) -> tuple[list[str], list[int]]:
+    """Each class in a seeded order, then positive, negative, positive, ... (labels 1, 0, 1, ...): every prefix
+    holds as many of one class as of the other, give or take one."""
+    rng = np.random.default_rng(seed)
+    pos = [pos[i] for i in rng.permutation(len(pos))]
+    neg = [neg[i] for i in rng.permutation(len(neg))]
+    texts: list[str] = []
+    labels: list[int] = []
+    for k in range(max(len(pos), len(neg))):
+        for reviews, label in ((pos, 1), (neg, 0)):
+            if k < len(reviews):
+                texts.append(reviews[k])
+                labels.append(label)
+    return texts, labels
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -167,14 +183,17 @@ class SentimentDataModule(L.LightningDataModule):
         train_pos, val_pos, test_pos = self._split_class(pos, "pos", (self.val_size + 1) // 2, offset=1)
         train_neg, val_neg, test_neg = self._split_class(neg, "neg", self.val_size // 2, offset=2)
 
-        self.train_texts = train_pos + train_neg
-        self.val_texts = val_pos + val_neg
-        self.test_texts = test_pos + test_neg
         # Training reviews only: a word seen only in validation or test must stay <unk>.
+        self.train_texts = train_pos + train_neg
         self.vocab = Vocabulary.build((tokenize(t) for t in self.train_texts), min_freq=self.min_freq)
-        self.train_set = self._encode(train_pos, train_neg)
-        self.val_set = self._encode(val_pos, val_neg)
-        self.test_set = self._encode(test_pos, test_neg)
+        self.train_set = self._encode(self.train_texts, [1] * len(train_pos) + [0] * len(train_neg))
+        # Validation and test alternate the classes in a seeded order, so that any prefix of them is balanced
+        # (trainer.limit_val_batches=2 validates on both classes, not on positives only). The test order does not
+        # follow the run's seed: every run reads the same test reviews in the same order.
+        self.val_texts, val_labels = alternate_classes(val_pos, val_neg, [self.seed, 21])
+        self.test_texts, test_labels = alternate_classes(test_pos, test_neg, [22])
+        self.val_set = self._encode(self.val_texts, val_labels)
+        self.test_set = self._encode(self.test_texts, test_labels)
         log.info(
             "rt-polarity: %d train, %d val, %d test reviews; vocabulary %d (min_freq=%d); %.1f%% of "
             "training reviews fill all max_len=%d positions (longer ones are cut).",
@@ -213,23 +232,22 @@ class SentimentDataModule(L.LightningDataModule):
         test = [reviews[i] for i in test_idx]
         return train, val, test
 
-    def _encode(self, pos: list[str], neg: list[str]) -> TensorDataset:
-        """Encode positives then negatives into (tokens, lengths, labels) tensors."""
+    def _encode(self, texts: list[str], labels: list[int]) -> TensorDataset:
+        """(tokens (N, T), lengths (N,), labels (N,)) tensors of these reviews."""
         assert self.vocab is not None
-        tokens, lengths = encode_batch(pos + neg, self.vocab, self.max_len)  # (N, T), (N,)
-        labels = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
-        return TensorDataset(tokens, lengths, labels)
+        tokens, lengths = encode_batch(texts, self.vocab, self.max_len)  # (N, T), (N,)
+        return TensorDataset(tokens, lengths, torch.tensor(labels, dtype=torch.long))
 
     def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader[Batch]:
         """A DataLoader over one split; needs :meth:`setup` first."""
         if dataset is None:
             raise RuntimeError("SentimentDataModule: call setup() before asking for a dataloader.")
-        # Shuffled: each epoch's order from (seed, epoch) alone, and resumable mid-epoch (see epoch_order).
+        # Shuffled: each epoch's order from (seed, epoch) alone, and resumable mid-epoch (see sampling.py).
         loader_class = ResumableLoader if shuffle else DataLoader
         return loader_class(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else EvenShards(len(dataset)),
             num_workers=self.num_workers,
             collate_fn=_collate,
             persistent_workers=self.num_workers > 0,
@@ -244,7 +262,7 @@ class SentimentDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader[Batch]:
-        """Test batches in the order of ``test_texts`` (positives first)."""
+        """Test batches in the order of ``test_texts`` (the classes alternate)."""
         return self._loader(self.test_set, shuffle=False)
 
     def tokenizer_settings(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnn_lightning.data.sampling import EpochShuffle, ResumableLoader
+from rnn_lightning.data.sampling import EpochShuffle, EvenShards, ResumableLoader
 
 
 def sine_waves(n_sequences: int, length: int, period: float, max_shift: int, seed: int) -> torch.Tensor:
@@ -70,16 +70,17 @@ class SineDataModule(L.LightningDataModule):
         series = self.train_waves.unsqueeze(-1)  # (n_train, L, 1)
         inputs, targets = series[:, :-1], series[:, 1:]  # predict each next point
         dataset = TensorDataset(inputs, targets)
-        # Each epoch's order from (seed, epoch) alone, and resumable mid-epoch (see epoch_order).
+        # Each epoch's order from (seed, epoch) alone, and resumable mid-epoch (see sampling.py).
         order = EpochShuffle(len(dataset), self.hparams.seed)
         return ResumableLoader(dataset, batch_size=self.hparams.batch_size, sampler=order)
 
     def val_dataloader(self) -> DataLoader:
         held = self.train_waves[-self.hparams.n_val :]  # (n_val, L), forecast, not one step ahead
-        return DataLoader(TensorDataset(held), batch_size=len(held))
+        return DataLoader(TensorDataset(held), batch_size=len(held), sampler=EvenShards(len(held)))
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.test_waves), batch_size=len(self.test_waves))
+        waves = self.test_waves  # (N - n_train, L)
+        return DataLoader(TensorDataset(waves), batch_size=len(waves), sampler=EvenShards(len(waves)))
 
 
 def _check_sizes(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 __all__ = ["Vocabulary"]
 
@@ -23,7 +22,7 @@ class Vocabulary:
     UNK_TOKEN = "<unk>"
 
     def __init__(self, itos: Sequence[str]) -> None:
-        """Wrap an existing id -> token list (normally use :meth:`build` or :meth:`from_dict`).
+        """Wrap an existing id -> token list (normally use :meth:`build`).
 
         Raises:
             ValueError: when the two special tokens are not at ids 0 and 1, a token is not a
@@ -76,44 +75,6 @@ class Vocabulary:
     def encode(self, tokens: Iterable[str]) -> list[int]:
         """Map tokens to ids; unknown tokens map to ``UNK``."""
         return [self.stoi.get(token, self.UNK) for token in tokens]
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        """Map ids back to tokens (for reading encoded batches while debugging).
-
-        Raises:
-            ValueError: when an id is outside ``[0, len(self))``.
-        """
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < len(self.itos):
-                raise ValueError(f"Id {i} is outside this vocabulary of size {len(self.itos)}.")
-            out.append(self.itos[i])
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain ``dict`` of ``list``/``str``/``int`` that fits in a checkpoint's hyper-parameters."""
-        return {"itos": list(self.itos), "pad": self.PAD, "unk": self.UNK}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Vocabulary:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: when ``d`` has no ``itos`` list, or it was saved with other special ids.
-        """
-        if not isinstance(d, dict) or not isinstance(d.get("itos"), list | tuple):
-            raise ValueError(
-                "Vocabulary.from_dict needs the dict written by Vocabulary.to_dict() "
-                f"(with an 'itos' list); got {type(d).__name__} with keys "
-                f"{sorted(d) if isinstance(d, dict) else '-'}."
-            )
-        if d.get("pad", cls.PAD) != cls.PAD or d.get("unk", cls.UNK) != cls.UNK:
-            raise ValueError(
-                f"This vocabulary was saved with pad={d.get('pad')!r}, unk={d.get('unk')!r}; "
-                f"this code needs pad={cls.PAD}, unk={cls.UNK}."
-            )
-        return cls(d["itos"])
 
     def __eq__(self, other: object) -> bool:
         """Two vocabularies are equal when they map the same tokens to the same ids."""

@@ -1,42 +1,39 @@
-"""What both task modules share: the optimizer and learning-rate schedule from config, and LBFGS through manual
-optimization."""
+"""What both task modules share: the optimizer and learning-rate schedule from config, LBFGS through manual
+optimization, training metrics logged once per epoch, and the task's name in every checkpoint."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from torch import Tensor
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanMetric, Metric
+
+from rnn_lightning.models.optimization import DEFAULT_OPTIM, Schedule, build_optimizer, is_lbfgs
 
 # The name of the learning rate in TensorBoard (LearningRateMonitor), grouped with the other train/ scalars.
 LR_LOG_NAME = "train/lr"
 
 
-def is_lbfgs(optim: dict[str, Any]) -> bool:
-    return str(optim.get("_target_", "")).rsplit(".", 1)[-1] == "LBFGS"
-
-
 class RecurrentTask(L.LightningModule):
-    """Subclasses implement ``training_loss(batch)``; this class optimizes and logs ``train/loss``.
+    """Subclasses set ``task`` and ``EPOCH_METRICS`` and implement ``training_loss(batch)``.
 
-    ``optim`` is a plain ``_partial_`` optimizer config (``{"_target_": "torch.optim.Adam", "lr": ...}``)
-    rather than a ready optimizer, so that it sits in the checkpoint's hyperparameters as plain data.
-    LBFGS re-evaluates the loss several times per step, which Lightning's automatic optimization cannot
-    express, so with LBFGS the module steps the optimizer itself with a closure.
-
-    ``scheduler`` is a plain ``_partial_`` learning-rate scheduler config in the same way, or None for a fixed
-    learning rate. It is stepped once per epoch; ``ReduceLROnPlateau`` also needs ``monitor``, the logged metric
-    it watches (not a constructor argument).
+    ``optim`` and ``scheduler`` are plain ``_partial_`` configs (``{"_target_": "torch.optim.Adam", "lr": ...}``)
+    rather than objects, so that they sit in the checkpoint's hyperparameters as data (see ``optimization.py``).
+    LBFGS re-evaluates the loss several times per step, which Lightning's automatic optimization cannot express, so
+    with LBFGS the module steps the optimizer itself with a closure.
     """
+
+    task: ClassVar[str] = ""
+    # Every metric logged once per epoch before the module's on_train_epoch_end (so a plateau schedule can watch it),
+    # with the way it improves: the one list of them, which the config checks read.
+    EPOCH_METRICS: ClassVar[dict[str, str]] = {"train/loss": "min"}
 
     def __init__(self, optim: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.optim_config = dict(optim or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3})
-        self.scheduler_config = dict(scheduler or {})  # {}: no schedule (also what scheduler=none composes to)
+        self.optim_config = dict(optim or DEFAULT_OPTIM)
+        self.schedule = Schedule.of(scheduler)  # falsy for scheduler=none
         self.automatic_optimization = not is_lbfgs(self.optim_config)
         # "ignore": a NaN loss is the FiniteGuard callback's to report. Not "disable": torchmetrics 1.9 then drops the
         # weights and averages batch means.
@@ -56,8 +53,8 @@ class RecurrentTask(L.LightningModule):
         self.train_loss.update(loss.detach(), weight=len(batch[0]))
         if self.trainer.is_last_batch:
             # Logged from the last training step, not from on_train_epoch_end: Lightning runs the callbacks' epoch-end
-            # hooks (the epoch summary line, a plateau schedule) before the module's, and they must see this epoch's
-            # values. compute() averages over every DDP process's batches, not rank 0's alone.
+            # hooks (the epoch summary line) before the module's, and they must see this epoch's values. compute()
+            # averages over every DDP process's batches, not rank 0's alone.
             for name, metric in self.training_epoch_metrics().items():
                 self.log(name, metric.compute(), on_step=False, on_epoch=True, prog_bar=True)
         return loss if self.automatic_optimization else None
@@ -65,8 +62,7 @@ class RecurrentTask(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         for metric in self.training_epoch_metrics().values():
             metric.reset()
-        if not self.automatic_optimization or isinstance(self.lr_schedulers(), ReduceLROnPlateau):
-            self._step_scheduler()
+        self._step_schedule()
 
     def _lbfgs_step(self, batch: Any) -> Tensor:
         optimizer = self.optimizers()
@@ -80,53 +76,44 @@ class RecurrentTask(L.LightningModule):
             return loss
 
         optimizer.step(closure=closure)
-        # LBFGS calls the closure many times; log the newest evaluation once per step, not once per call.
+        # LBFGS calls the closure many times; the newest evaluation is this step's loss.
         return last_loss[0]
 
-    def _step_scheduler(self) -> None:
-        """Step the scheduler once per epoch where Lightning would not, or not in time for the checkpoint.
+    def _step_schedule(self) -> None:
+        """The one place the learning rate moves: once per epoch, for every optimizer and schedule.
 
-        Lightning steps schedulers only under automatic optimization, so with LBFGS the module does. And it steps a
-        ReduceLROnPlateau only after the epoch's checkpoints are saved: ``last.ckpt`` then lacks that epoch's step,
-        and a run resumed from it never takes it (Lightning 2.6 skips plateau steps of a restored epoch). So plateau
-        schedules are stepped here in either mode, and ``lr_scheduler_step`` leaves them alone.
-
-        Called from ``on_train_epoch_end``, which Lightning runs after the epoch's validation (so ReduceLROnPlateau
-        sees this epoch's value of its metric) and before the checkpoint callbacks (so ``last.ckpt`` holds the
-        stepped scheduler, and a resumed run goes on exactly where this one was).
+        Run from ``on_train_epoch_end``, which Lightning calls after the epoch's validation (a plateau schedule sees
+        this epoch's value) and before its checkpoint callbacks (``last.ckpt`` holds the stepped schedule, so a
+        resumed run goes on exactly). Lightning itself steps schedules only under automatic optimization, and plateau
+        ones after the checkpoints, so ``lr_scheduler_step`` leaves all of them to this method.
         """
         scheduler = self.lr_schedulers()
         if scheduler is None:
             return
-        if not isinstance(scheduler, ReduceLROnPlateau):
+        if not self.schedule.is_plateau:
             scheduler.step()
             return
-        monitor = self.scheduler_config["monitor"]
-        value = self.trainer.callback_metrics.get(monitor)
+        value = self.trainer.callback_metrics.get(self.schedule.monitor)
         if value is None:
             raise RuntimeError(
-                f"ReduceLROnPlateau watches {monitor}, which was not logged this epoch (logged: "
+                f"ReduceLROnPlateau watches {self.schedule.monitor}, which was not logged this epoch (logged: "
                 f"{sorted(self.trainer.callback_metrics)}); validate every epoch, or set scheduler.monitor to one "
                 "of those."
             )
         scheduler.step(value)
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any | None) -> None:
-        # Plateau schedules are stepped in on_train_epoch_end instead (see _step_scheduler).
-        if not isinstance(scheduler, ReduceLROnPlateau):
-            super().lr_scheduler_step(scheduler, metric)
+        """Lightning's stepping does nothing here: ``_step_schedule`` does it, in time for the checkpoint."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        config = {**self.optim_config, "_partial_": True}
-        optimizer = instantiate(config)(params=self.parameters())
-        if not self.scheduler_config:
+        optimizer = build_optimizer(self.optim_config, self.parameters())
+        if not self.schedule:
             return optimizer
-        settings = {**self.scheduler_config, "_partial_": True}
-        monitor = settings.pop("monitor", None)  # Lightning's key, not the scheduler's
-        scheduler = instantiate(settings)(optimizer=optimizer)
-        # Lightning's dict form: it steps the scheduler after every epoch (automatic optimization only), saves its
-        # state in checkpoints, and names it for the LearningRateMonitor.
-        lr_scheduler = {"scheduler": scheduler, "interval": "epoch", "name": LR_LOG_NAME}
-        if isinstance(scheduler, ReduceLROnPlateau) and self.automatic_optimization:
-            lr_scheduler["monitor"] = monitor  # Lightning requires it there (and warns about it under manual)
+        # Lightning's dict form: it saves the scheduler's state in checkpoints and names it for LearningRateMonitor.
+        lr_scheduler = {"scheduler": self.schedule.build(optimizer), "interval": "epoch", "name": LR_LOG_NAME}
+        if self.schedule.is_plateau and self.automatic_optimization:
+            lr_scheduler["monitor"] = self.schedule.monitor  # Lightning refuses a plateau schedule without one
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["task"] = self.task  # which task wrote it: resume and predict read this, never guess

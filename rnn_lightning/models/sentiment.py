@@ -17,7 +17,7 @@ from rnn_lightning.models.base import RecurrentTask
 from rnn_lightning.models.figures import confusion_figure, save_figure
 from rnn_lightning.models.head import make_head
 from rnn_lightning.models.readout import READOUTS, last_state, pool, readout_width
-from rnn_lightning.nn.layer import Recurrent
+from rnn_lightning.nn import Recurrent
 
 log = logging.getLogger("rnn_lightning")
 LABELS = ["negative", "positive"]
@@ -29,6 +29,15 @@ class SentimentClassifier(RecurrentTask):
     TensorBoard's hparams view. ``embeddings`` names pretrained vectors ("kumo" or a GloVe text file)
     used to initialise the embedding when a model is first built, never when one is loaded."""
 
+    task = "sentiment"
+    EPOCH_METRICS = {
+        "train/loss": "min",
+        "train/acc": "max",
+        "val/loss": "min",
+        "val/acc": "max",
+        "val/acc_best": "max",
+    }
+
     def __init__(
         self,
         vocab_size: int,
@@ -37,7 +46,7 @@ class SentimentClassifier(RecurrentTask):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        impl: str = "loop",
+        impl: str = "auto",
         embedding_dim: int = 50,
         embeddings: str | None = None,
         freeze_embeddings: bool = False,
@@ -140,7 +149,7 @@ class SentimentClassifier(RecurrentTask):
         save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "confusion.png")
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
-            experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step)
+            experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step, close=False)
             table = self.misclassified_table()
             if table:
                 experiment.add_text("test/misclassified", table, global_step=self.global_step)
@@ -160,6 +169,7 @@ class SentimentClassifier(RecurrentTask):
         return "\n".join(rows)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["vocabulary"] = self.vocab
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -13,11 +13,13 @@ from torchmetrics import MeanMetric, MinMetric
 from rnn_lightning.models.base import RecurrentTask
 from rnn_lightning.models.figures import forecast_figure, save_figure
 from rnn_lightning.models.head import make_head
-from rnn_lightning.nn.cells import State
-from rnn_lightning.nn.layer import Recurrent
+from rnn_lightning.nn import Recurrent, State
 
 
 class SineForecaster(RecurrentTask):
+    task = "sine"
+    EPOCH_METRICS = {"train/loss": "min", "val/forecast_mse": "min", "val/forecast_mse_best": "min"}
+
     def __init__(
         self,
         cell: str = "lstm",
@@ -25,7 +27,7 @@ class SineForecaster(RecurrentTask):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        impl: str = "loop",
+        impl: str = "auto",
         head_hidden: int = 0,
         head_activation: str = "tanh",
         context: int = 500,
@@ -110,4 +112,4 @@ class SineForecaster(RecurrentTask):
         figure = forecast_figure(waves, forecasts, self.hparams.context, names)
         save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "forecast.png")
         if self.logger is not None and hasattr(self.logger.experiment, "add_figure"):
-            self.logger.experiment.add_figure("test/forecast", figure, global_step=self.global_step)
+            self.logger.experiment.add_figure("test/forecast", figure, global_step=self.global_step, close=False)

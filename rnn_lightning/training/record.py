@@ -53,3 +53,24 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+class NoRecord:
+    """What DDP ranks other than 0 keep instead of a RunRecord: they must not write rank 0's metrics.json."""
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
+        pass
+
+
+def keep_earlier_record(path: Path) -> Path | None:
+    """Rename a metrics.json left by an earlier run in this folder (a resumed or a failed one) instead of losing it."""
+    if not path.exists():
+        return None
+    number = 1
+    while (kept := path.with_name(f"metrics.earlier-{number}.json")).exists():
+        number += 1
+    path.rename(kept)
+    return kept
