@@ -1,8 +1,8 @@
-"""The sweep report keeps every job (crashed ones too), groups seeds, and writes md, csv and TensorBoard."""
+"""The sweep report: what varied above the table, one row per job (failed and missing ones too), the best job in
+bold, seeds as mean ± std, references beside matching rows, and exit codes 0 / 1 / 2."""
 
 import csv
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -11,317 +11,246 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnn_lightning.cli.report import build_report, fmt_number, fmt_seconds, fmt_stats, main
-from rnn_lightning.cli.report_table import MISSING_ERROR, ReportError, Stats, find_job_dirs, group_rows
+from rnn_lightning.cli.report import MISSING, ReportError, build_report, load_references, main
 
-BASE_CONFIG = {
+PARAMS = {  # as training/params.py writes them: the summary keys, then one per override key
     "task": "sentiment",
+    "model.cell": "lstm",
+    "model.hidden_size": 128,
+    "model.num_layers": 1,
+    "model.bidirectional": False,
+    "model.impl": "fused",
+    "optim": "adam",
+    "optim.lr": 0.001,
+    "scheduler": "none",
+    "batch": 64,
+    "epochs": 20,
     "seed": 42,
-    "model": {"hidden_size": 128},
-    "optim": {"lr": 0.001},
-    "data": {"batch": 100},
-    "trainer": {"epochs": 200},
 }
-SWEEP = {  # job -> (optim, batch, best_val, test metrics, epochs run, wall seconds)
-    "0": ("adam", 50, 0.781, {"test/acc": 0.772, "test/f1": 0.768}, 12, 83.2),
-    "1": ("adam", 200, 0.75, {"test/acc": 0.74, "test/f1": 0.73}, 20, 40.04),
-    "2": ("sgdm", 50, 0.7, {"test/acc": 0.69, "test/f1": 0.65}, 30, 90.06),
-    "3": ("sgdm", 200, 0.6, {"test/acc": 0.61, "test/forecast_mse": 7.2e-06}, 40, 10.0),
+# job -> (optim, batch, seed, status, best val/acc, test/acc, test/f1); None for best_val: the job never got one.
+SWEEP = {
+    "0": ("adam", 200, 42, "completed", 0.7012345678, 0.69, 0.68),
+    "1": ("adam", 500, 42, "completed", 0.7512345678, 0.74, 0.70),
+    "2": ("sgdm", 200, 42, "failed", None, None, None),
+    "3": ("sgdm", 500, 1, "completed", 0.60, 0.61, 0.55),
+    "4": ("sgdm", 500, 2, "completed", 0.64, 0.62, 0.57),
 }
-# Three seeds of one gru configuration; numbered past 9 so the row order also checks natural sorting.
-SEEDS = {"8": (1, 0.80, 0.79), "9": (2, None, None), "10": (3, 0.84, 0.83)}
-HEADER = ["job", "overrides", "task", "model", "optim", "batch", "lr", "epochs", "epochs_run", "seed"]
-HEADER += [
-    "monitor",
-    "best_val",
-    "test/acc",
-    "test/f1",
-    "test/forecast_mse",
-    "wall_seconds",
-    "status",
-    "error",
-]
+ERROR = "ValueError: optim.lr must be positive, got -1"
 
 
-def write_job(root: Path, name: str, overrides: list[str], metrics: dict | None) -> Path:
-    """A Hydra job folder; ``metrics=None`` leaves out metrics.json, like a job that crashed early."""
+def write_job(root: Path, name: str, overrides: list[str], record: dict | None) -> Path:
+    """A job folder as a sweep leaves it; ``record=None`` leaves out metrics.json (crashed before writing it)."""
     job = root / name
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(BASE_CONFIG))
-    if metrics is not None:
-        (job / "metrics.json").write_text(json.dumps(metrics))
+    if record is not None:
+        (job / "metrics.json").write_text(json.dumps(record))
     return job
 
 
-def job_metrics(overrides, model="lstm", optim="adam", batch=100, seed=42, **fields) -> dict:
-    params = {"task": "sentiment", "model": model, "optim": optim, "lr": 0.001, "batch": batch}
-    params |= {"epochs": 200, "seed": seed, "hidden_size": 128, "num_layers": 1, "bidirectional": False}
-    base = {"task": "sentiment", "status": "completed", "error": None, "monitor": "val/acc", "mode": "max"}
-    return base | {"overrides": overrides, "params": params} | fields
+def record(overrides: list[str], params: dict, status="completed", best=None, test=None, **fields) -> dict:
+    return {
+        "status": status, "error": ERROR if status == "failed" else None, "task": params["task"],
+        "monitor": "val/acc" if params["task"] == "sentiment" else "val/forecast_mse",
+        "mode": "max" if params["task"] == "sentiment" else "min", "best_val": best, "test": test or {},
+        "epochs": 0 if status == "failed" else 12, "wall_seconds": 83.25, "overrides": overrides,
+        "resumed_from": None, "params": params,
+    } | fields  # fmt: skip
 
 
 def write_sweep(root: Path) -> Path:
-    """4 jobs of an optim x batch sweep, 3 seeds of a gru run (seed 2 failed), 1 job without metrics."""
-    for name, (optim, batch, best, test, epochs, wall) in SWEEP.items():
-        overrides = [f"optim={optim}", f"batch={batch}"]
-        fields = {"best_val": best, "test": test, "epochs": epochs, "wall_seconds": wall}
-        write_job(root, name, overrides, job_metrics(overrides, optim=optim, batch=batch, **fields))
-    for name, (seed, best, acc) in SEEDS.items():
-        overrides = ["model=gru", f"seed={seed}"]
-        if best is None:
-            error = "ValueError: batch must be positive, got -1\nTraceback (most recent call last): ..."
-            fields = {"status": "failed", "error": error, "best_val": None, "test": {}, "epochs": 0}
-        else:
-            fields = {"best_val": best, "test": {"test/acc": acc}, "epochs": 15, "wall_seconds": 50.0 + seed}
-        write_job(root, name, overrides, job_metrics(overrides, model="gru", seed=seed, **fields))
-    missing = write_job(root, "11", ["optim=rmsprop", "batch=50"], None)
-    hydra = {"hydra": {"runtime": {"choices": {"model": "lstm", "optim": "adam"}}}}
-    (missing / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    """optim x batch, sgdm/500 over seeds 1, 2 and a third seed that left no metrics.json (job 10)."""
+    for name, (optim, batch, seed, status, best, acc, f1) in SWEEP.items():
+        overrides = [f"optim={optim}", f"batch={batch}"] + ([f"seed={seed}"] if seed != 42 else [])
+        params = PARAMS | {"optim": optim, "batch": batch, "seed": seed}
+        test = {} if acc is None else {"test/acc": acc, "test/f1": f1}
+        write_job(root, name, overrides, record(overrides, params, status, best, test))
+    write_job(root, "10", ["optim=sgdm", "batch=500", "seed=3"], None)
     return root
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+def markdown_rows(markdown: str, section: str) -> list[str]:
+    """The table lines (header first, separator dropped) of one ``## section``."""
+    lines = markdown.split(f"## {section}\n\n")[1].split("\n\n")
+    table = next(block for block in lines if block.startswith("|")).splitlines()
+    return [table[0], *table[2:]]
 
 
-def test_csv_has_one_row_per_job_cell_by_cell(tmp_path):
-    result = build_report(write_sweep(tmp_path / "sweep"), out=tmp_path / "out", tensorboard=False)
-    rows = read_csv(tmp_path / "out" / "report.csv")
-    assert list(rows[0]) == HEADER
-    assert [row["job"] for row in rows] == ["0", "1", "2", "3", "8", "9", "10", "11"]
-    assert rows[0] == {
-        "job": "0", "overrides": "optim=adam batch=50", "task": "sentiment", "model": "lstm", "optim": "adam",
-        "batch": "50", "lr": "0.001", "epochs": "200", "epochs_run": "12", "seed": "42", "monitor": "val/acc",
-        "best_val": "0.781",
-        "test/acc": "0.772", "test/f1": "0.768", "test/forecast_mse": "", "wall_seconds": "83.2",
-        "status": "completed", "error": "",
-    }  # fmt: skip
-    assert rows[3]["test/forecast_mse"] == "7.2e-06" and rows[3]["test/f1"] == ""
-    assert rows[5] == dict.fromkeys(HEADER, "") | {
-        "job": "9", "overrides": "model=gru seed=2", "task": "sentiment", "model": "gru", "optim": "adam",
-        "batch": "100", "lr": "0.001", "epochs": "200", "epochs_run": "0", "seed": "2", "monitor": "val/acc",
-        "status": "failed", "error": "ValueError: batch must be positive, got -1",
-    }  # fmt: skip
-    # No metrics.json: settings recovered from config.yaml, hydra.yaml's choices and the overrides.
-    assert rows[7] == dict.fromkeys(HEADER, "") | {
-        "job": "11", "overrides": "optim=rmsprop batch=50", "task": "sentiment", "model": "lstm",
-        "optim": "rmsprop", "batch": "50", "lr": "0.001", "epochs": "200", "seed": "42",
-        "status": "missing", "error": MISSING_ERROR,
-    }  # fmt: skip
-    assert result.exit_code == 1
-    assert result.paths == {
-        "markdown": tmp_path / "out" / "report.md",
-        "csv": tmp_path / "out" / "report.csv",
-    }
-
-
-def test_markdown_formats_numbers_and_escapes_pipes(tmp_path):
-    root = write_sweep(tmp_path)
-    metrics = json.loads((root / "9" / "metrics.json").read_text())
-    (root / "9" / "metrics.json").write_text(json.dumps(metrics | {"error": "KeyError: 'a|b'"}))
-    markdown = build_report(root, tensorboard=False).markdown
-    lines = markdown.splitlines()
-    assert lines[2] == "8 jobs: 6 ok, 1 failed, 1 missing."
-    row_0 = "| 0 | optim=adam batch=50 | sentiment | lstm | adam | 50 | 0.001 | 200 | 12 | 42 | val/acc | 0.781 |"
-    assert row_0 + " 0.772 | 0.768 |  | 83.2 | completed |  |" in lines
-    assert any(line.startswith("| 2 |") and "| 90.1 |" in line for line in lines)
-    assert any(line.startswith("| 3 |") and "| 7.2e-06 |" in line for line in lines)
-    assert any(line.startswith("| 9 |") and line.endswith("| failed | KeyError: 'a\\|b' |") for line in lines)
-    assert (root / "report.md").read_text() == markdown
-
-
-def test_seeds_are_grouped_with_mean_and_sample_std(tmp_path):
-    result = build_report(write_sweep(tmp_path), tensorboard=False)
-    assert [[row.job for row in group.rows] for group in result.groups] == [
-        ["0"], ["1"], ["2"], ["3"], ["8", "9", "10"], ["11"]
-    ]  # fmt: skip
-    gru = result.groups[4]
-    assert gru.overrides == ["model=gru"]
-    assert gru.seeds == [1, 2, 3]
-    assert gru.count_label == "2 ok, 1 failed"
-    best = gru.stats("best_val")
-    assert best.n == 2
-    assert best.mean == pytest.approx((0.80 + 0.84) / 2)
-    assert best.std == pytest.approx(math.sqrt(((0.80 - 0.82) ** 2 + (0.84 - 0.82) ** 2) / (2 - 1)))
-    wall = gru.stats("wall_seconds")
-    assert (wall.n, wall.mean, wall.std) == (2, 52.0, pytest.approx(math.sqrt(2)))
-    assert result.groups[0].stats("test/acc") == Stats(1, 0.772, None)
-    header, _, *lines = result.markdown.split("## Grouped over seeds")[1].strip().splitlines()[2:]
-    assert header.startswith("| overrides (without seed) | task | model | optim | batch | lr | seeds | jobs | n |")
-    gru_line = "| model=gru | sentiment | gru | adam | 100 | 0.001 | 1, 2, 3 | 2 ok, 1 failed | 2 | val/acc |"
-    assert gru_line + " 0.82 ± 0.02828 | 0.81 ± 0.02828 |  |  | 52.0 ± 1.4 |" in lines
-    assert "| optim=adam batch=50 | sentiment | lstm | adam | 50 | 0.001 | 42 | 1 ok | 1 | val/acc | 0.781 ± – |" in (
-        result.markdown
-    )
-
-
-def test_job_without_metrics_joins_its_seed_group(tmp_path):
-    root = write_sweep(tmp_path)
-    write_job(root, "12", ["model=gru", "seed=4"], None)
-    groups = group_rows(build_report(root, tensorboard=False).rows)
-    gru = next(group for group in groups if group.overrides == ["model=gru"])
-    assert [row.job for row in gru.rows] == ["8", "9", "10", "12"]
-    assert gru.count_label == "2 ok, 1 failed, 1 missing"
-    assert gru.seeds == [1, 2, 3, 4]
-
-
-def test_no_seed_table_when_no_jobs_share_a_configuration(tmp_path):
-    for name, optim in [("0", "adam"), ("1", "sgdm")]:
-        write_job(tmp_path, name, [f"optim={optim}"], job_metrics([f"optim={optim}"], optim=optim))
-    result = build_report(tmp_path, tensorboard=False)
-    assert "Grouped over seeds" not in result.markdown
-    assert result.exit_code == 0
-
-
-def test_job_folders_found_at_any_depth_in_natural_order(tmp_path):
-    for name in ["b/10", "b/9", "a/2", "10", "9", "b/1/x"]:
-        (tmp_path / name).mkdir(parents=True)
-        (tmp_path / name / "metrics.json").write_text("{}")
-    (tmp_path / "9" / "checkpoints" / ".hydra").mkdir(parents=True)  # inside a job: not another job
-    (tmp_path / "report_tb" / "0" / ".hydra").mkdir(parents=True)  # our own output: never a job
-    (tmp_path / "notes").mkdir()
-    found = [path.relative_to(tmp_path).as_posix() for path in find_job_dirs(tmp_path)]
-    assert found == ["9", "10", "a/2", "b/1/x", "b/9", "b/10"]
-
-
-def test_unfinished_and_broken_metrics_are_reported_not_dropped(tmp_path):
-    (tmp_path / "run_a").mkdir()
-    (tmp_path / "run_a" / "metrics.json").write_text(json.dumps({"status": "running", "params": {"seed": 1}}))
-    (tmp_path / "run_b").mkdir()
-    (tmp_path / "run_b" / "metrics.json").write_text('{"status": "comp')  # writer died mid-file
-    rows = build_report(tmp_path, tensorboard=False).rows
-    assert [(r.job, r.status, r.best_val, r.test, r.overrides) for r in rows] == [
-        ("run_a", "running", None, {}, []),
-        ("run_b", "unreadable", None, {}, []),
+def test_report_leads_with_what_varied_the_constant_settings_and_the_best_job(tmp_path, monkeypatch):
+    write_sweep(tmp_path / "sweep")
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep"]) == 1
+    lead = (tmp_path / "sweep" / "report.md").read_text().split("## Jobs")[0].strip().split("\n\n")
+    constant = ", ".join(f"`{k}={v}`" for k, v in PARAMS.items() if k not in ("optim", "batch", "seed"))
+    assert lead == [
+        "# Sweep report: sweep",
+        "6 jobs: 4 completed, 1 failed, 1 missing.",
+        "**Varied:** `optim`, `batch`, `seed`.",
+        f"**Constant:** {constant.replace('False', 'false')}.",
+        "**Best val/acc:** 0.7512 in job 1 (`optim=adam`, `batch=500`, `seed=42`), in bold below.",
     ]
-    assert rows[1].error.startswith("metrics.json: Unterminated string")
 
 
-def test_exit_codes(tmp_path, capsys):
+def test_one_row_per_job_varied_values_first_then_metrics_best_in_bold(tmp_path):
+    report = build_report(write_sweep(tmp_path))
+    assert markdown_rows(report.markdown, "Jobs") == [
+        "| optim | batch | seed | best val/acc | test/acc | test/f1 | epochs run | wall [s] | status | error | job |",
+        "| adam | 200 | 42 | 0.7012 | 0.69 | 0.68 | 12 | 83.25 | completed |  | 0 |",
+        "| **adam** | **500** | **42** | **0.7512** | **0.74** | **0.7** | **12** | **83.25** | **completed** |  "
+        "| **1** |",
+        f"| sgdm | 200 | 42 |  |  |  | 0 | 83.25 | failed | {ERROR} | 2 |",
+        "| sgdm | 500 | 1 | 0.6 | 0.61 | 0.55 | 12 | 83.25 | completed |  | 3 |",
+        "| sgdm | 500 | 2 | 0.64 | 0.62 | 0.57 | 12 | 83.25 | completed |  | 4 |",
+        f"| sgdm | 500 | 3 |  |  |  |  |  | missing | {MISSING} | 10 |",  # its settings from its overrides
+    ]
+    assert report.exit_code == 1
+
+
+def test_csv_is_the_jobs_table_with_every_digit_and_the_best_row(tmp_path):
+    build_report(write_sweep(tmp_path))
+    with (tmp_path / "report.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        *markdown_rows((tmp_path / "report.md").read_text(), "Jobs")[0].strip("| ").split(" | "),
+        "best",
+    ]
+    assert [row["job"] for row in rows] == ["0", "1", "2", "3", "4", "10"]
+    assert rows[1]["best val/acc"] == "0.7512345678" and rows[1]["wall [s]"] == "83.25"
+    assert [row["best"] for row in rows] == ["", "yes", "", "", "", ""]
+    assert (rows[5]["status"], rows[5]["error"], rows[5]["seed"]) == ("missing", MISSING, "3")
+
+
+def test_jobs_alike_but_for_the_seed_are_grouped_as_mean_and_sample_std(tmp_path):
+    markdown = build_report(write_sweep(tmp_path)).markdown
+    header, *groups = markdown_rows(markdown, "Over seeds")
+    assert header == "| optim | batch | seeds | jobs | best val/acc | test/acc | test/f1 | epochs run | wall [s] |"
+    best = f"{statistics.fmean([0.60, 0.64]):.4g} ± {statistics.stdev([0.60, 0.64]):.2g}"
+    assert best == "0.62 ± 0.028"
+    acc = f"{statistics.fmean([0.61, 0.62]):.4g} ± {statistics.stdev([0.61, 0.62]):.2g}"
+    assert (
+        groups[3]
+        == f"| sgdm | 500 | 1, 2, 3 | 2 completed, 1 missing | {best} | {acc} | 0.56 ± 0.014 | 12 ± 0 | 83.25 ± 0 |"
+    )
+    assert groups[0] == "| adam | 200 | 42 | 1 completed | 0.7012 ± – | 0.69 ± – | 0.68 ± – | 12 ± – | 83.25 ± – |"
+    assert groups[2] == "| sgdm | 200 | 42 | 0 completed, 1 failed |  |  |  |  |  |"  # counted, not in any mean
+    assert len(groups) == 4
+
+
+def test_no_seed_table_when_the_seed_did_not_vary(tmp_path):
+    for name, optim in [("0", "adam"), ("1", "sgdm")]:
+        write_job(tmp_path, name, [f"optim={optim}"], record([f"optim={optim}"], PARAMS | {"optim": optim}, best=0.5))
+    report = build_report(tmp_path)
+    assert "## Over seeds" not in report.markdown and report.exit_code == 0
+    assert "**Varied:** `optim`." in report.markdown
+
+
+def test_the_best_job_follows_each_tasks_mode(tmp_path):
+    """A folder of sweeps of both tasks (as reproduce's): val/acc up, val/forecast_mse down, one best each."""
+    sine = PARAMS | {"task": "sine", "optim": "lbfgs"}
+    for name, params, best in [("a/0", PARAMS, 0.7), ("a/1", PARAMS, 0.8), ("b/0", sine, 0.02), ("b/1", sine, 0.01)]:
+        write_job(tmp_path, name, [], record([], params, best=best))
+    report = build_report(tmp_path)
+    assert "**Best val/acc:** 0.8 in job a/1 (`task=sentiment`, `optim=adam`), in bold below." in report.markdown
+    assert "**Best val/forecast_mse:** 0.01 in job b/1 (`task=sine`, `optim=lbfgs`), in bold below." in report.markdown
+    rows = markdown_rows(report.markdown, "Jobs")
+    assert (
+        rows[0]
+        == "| task | optim | best val/acc | best val/forecast_mse | epochs run | wall [s] | status | error | job |"
+    )
+    assert [row.startswith("| **") for row in rows[1:]] == [False, True, False, True]
+
+
+def test_an_unreadable_metrics_json_is_listed_not_dropped(tmp_path):
+    write_sweep(tmp_path)
+    (tmp_path / "4" / "metrics.json").write_text('{"status": "comp')
+    report = build_report(tmp_path)
+    row = next(row for row in markdown_rows(report.markdown, "Jobs") if row.endswith("| 4 |"))
+    assert "| unreadable | metrics.json: Unterminated string" in row and row.startswith("| sgdm | 500 | 2 |")
+
+
+def test_exit_codes_and_what_the_messages_say(tmp_path, capsys):
     good = tmp_path / "good"
-    write_job(good, "0", ["optim=adam"], job_metrics(["optim=adam"], best_val=0.5))
-    assert main([str(good), "--no-tensorboard"]) == 0
-    out = capsys.readouterr().out
-    assert "| 0 | optim=adam |" in out and f"wrote {good / 'report.csv'}" in out
+    write_job(good, "0", [], record([], PARAMS, best=0.5))
+    assert main([str(good)]) == 0
+    assert "wrote" in capsys.readouterr().out
 
-    assert main([str(write_sweep(tmp_path / "sweep")), "--no-tensorboard"]) == 1
-    assert "2 of 8 jobs did not complete." in capsys.readouterr().err
-    assert (tmp_path / "sweep" / "report.csv").exists()  # written despite the failures
+    assert main([str(write_sweep(tmp_path / "sweep"))]) == 1
+    assert "2 of 6 jobs did not complete" in capsys.readouterr().err
 
     (tmp_path / "empty" / "logs").mkdir(parents=True)
     assert main([str(tmp_path / "empty")]) == 2
-    err = capsys.readouterr().err
-    assert f"no training jobs found under {tmp_path / 'empty'}" in err and "multirun folder" in err
+    assert "no job folders under" in capsys.readouterr().err
     assert not (tmp_path / "empty" / "report.md").exists()
+    assert main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere is not a folder; expected a sweep folder" in err and "DIR/0/" in err
 
 
-def test_module_entry_point(tmp_path):
-    root = write_sweep(tmp_path)
-    args = [sys.executable, "-m", "rnn_lightning.cli.report", str(root), "--no-tensorboard"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1, done.stderr
-    assert "## Grouped over seeds" in done.stdout
+def test_no_tensorboard_runs_and_no_path_of_this_machine(tmp_path):
+    root = write_sweep(tmp_path / "sweep")
+    before = {path for path in root.rglob("*")}
+    markdown = build_report(root.resolve()).markdown
+    assert {path for path in root.rglob("*")} - before == {root / "report.md", root / "report.csv"}
+    assert markdown.startswith("# Sweep report: sweep\n") and str(tmp_path) not in markdown
+
+
+def test_optuna_study_results_below_the_table(tmp_path):
+    write_sweep(tmp_path)
+    results = {"name": "optuna", "best_params": {"optim": "adam", "batch": 500}, "best_value": 0.7512345678}
+    (tmp_path / "optimization_results.yaml").write_text(yaml.safe_dump(results, sort_keys=False))
+    study = build_report(tmp_path).markdown.split("## Optuna study\n\n")[1]
+    assert study == "Best value 0.7512 with optim=adam batch=500 (optimization_results.yaml; jobs 1).\n"
 
 
 REFERENCES = [
-    {
-        "match": {"model": "gru", "optim": "adam"},
-        "metric": "test/acc",
-        "value": 0.713,
-        "source": "course report",
-    },
-    {"match": {"optim": "SGDM", "batch": 200, "lr": "1e-3"}, "metric": "test/acc", "value": 0.65},
+    {"match": {"optim": "sgdm", "batch": 500}, "metric": "test/acc", "value": 0.705, "source": "course report"},
+    {"match": {"optim": "adam", "optim.lr": "1e-3", "batch": 200}, "metric": "test/acc", "value": 0.725},
 ]
 
 
-def test_reference_column(tmp_path):
-    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(REFERENCES))
-    result = build_report(write_sweep(tmp_path / "sweep"), reference=tmp_path / "ref.yaml", tensorboard=False)
-    rows = read_csv(tmp_path / "sweep" / "report.csv")
-    course = "test/acc 0.713 (course report)"
-    expected = ["", "", "", "test/acc 0.65 (reference)", course, course, course, ""]
-    assert [row["reference"] for row in rows] == expected
-    assert f"| 2 | val/acc | 0.82 ± 0.02828 | 0.81 ± 0.02828 |  |  | 52.0 ± 1.4 | {course} |" in result.markdown
-
-
-def test_reference_file_in_json_is_read_the_same(tmp_path):
-    (tmp_path / "ref.json").write_text(json.dumps([REFERENCES[0] | {"value": 1e-3}]))
-    build_report(write_sweep(tmp_path / "sweep"), reference=tmp_path / "ref.json", tensorboard=False)
-    rows = read_csv(tmp_path / "sweep" / "report.csv")
-    assert [row["reference"] for row in rows][4:7] == ["test/acc 0.001 (course report)"] * 3
+def test_references_beside_the_matching_rows(tmp_path):
+    (tmp_path / "references.yaml").write_text(yaml.safe_dump(REFERENCES))
+    root = write_sweep(tmp_path / "sweep")
+    assert main([str(root), "--references", str(tmp_path / "references.yaml")]) == 1
+    rows = markdown_rows((root / "report.md").read_text(), "Jobs")
+    assert rows[0].endswith("| job | reference |")
+    # "1e-3", text to YAML, still equals 0.001; a reference without a source says "reference"
+    references = [row.rsplit(" | ", 1)[1].rstrip(" |") for row in rows[1:]]
+    assert references == ["test/acc 0.725 (reference)", "", "", *["test/acc 0.705 (course report)"] * 3]
 
 
 @pytest.mark.parametrize(
-    ("entries", "message"),
+    ("text", "message"),
     [
-        ({"match": {}}, "must hold a list of entries"),
-        ([{"match": {"optimizer": "adam"}, "metric": "test/acc", "value": 0.7}], "matches on ['optimizer']"),
-        ([{"match": {"optim": "adam"}, "metric": "test/acc", "value": "high"}], "'value' must be a number"),
-        ([{"match": {"optim": "adam"}, "metric": "test/acc", "value": 0.7, "sorce": "x"}], "unknown key(s)"),
+        ("{match: {optim: adam}}", "must hold a YAML list"),
+        ("- [optim, adam]", "entry 1 is not a mapping; write each entry like"),
+        ("- {metric: test/acc, value: 0.7}", "entry 1: 'match' must map params to their values"),
+        ("- {match: {optim: adam}, metric: test/acc, value: 0.7, sorce: x}", "entry 1: unknown key 'sorce'"),
+        ("- {match: {optim: adam}, metric: test/acc, value: high}", "entry 1: 'value' must be a number, got 'high'"),
+        ("- {match: {model: rnn}, metric: test/acc, value: 0.7}", "matches on ['model'], which no job has"),
+        ("- {match: {optim: adam", "cannot read the references file"),
     ],
 )
-def test_bad_reference_file_is_a_clear_error(tmp_path, capsys, entries, message):
-    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(entries))
+def test_a_malformed_references_file_is_a_clear_error(tmp_path, capsys, text, message):
+    (tmp_path / "references.yaml").write_text(text)
     root = write_sweep(tmp_path / "sweep")
-    with pytest.raises(ReportError, match="reference") as caught:
-        build_report(root, reference=tmp_path / "ref.yaml", tensorboard=False)
-    assert message in str(caught.value)
-    assert main([str(root), "--reference", str(tmp_path / "ref.yaml"), "--no-tensorboard"]) == 2
+    assert main([str(root), "--references", str(tmp_path / "references.yaml")]) == 2
     assert message in capsys.readouterr().err
+    assert not (root / "report.md").exists()
 
 
-def test_hparams_events_one_run_per_job(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+def test_a_missing_references_file_says_so():
+    with pytest.raises(ReportError, match="cannot read the references file nowhere.yaml"):
+        load_references(Path("nowhere.yaml"))
 
-    result = build_report(write_sweep(tmp_path), tensorboard=True)
-    tb_root = tmp_path / "report_tb"
-    assert result.paths["tensorboard"] == tb_root
-    assert sorted(p.name for p in tb_root.iterdir() if p.is_dir()) == [
-        "0",
-        "1",
-        "10",
-        "11",
-        "2",
-        "3",
-        "8",
-        "9",
-    ]
 
-    def load(job: str) -> tuple[EventAccumulator, dict]:
-        events = EventAccumulator(str(tb_root / job))
-        events.Reload()
-        content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-        return events, HParamsPluginData.FromString(content).session_start_info.hparams
-
-    events, hparams = load("0")
-    assert (hparams["optim"].string_value, hparams["batch"].number_value) == ("adam", 50)
-    assert (hparams["overrides"].string_value, hparams["status"].string_value) == (
-        "optim=adam batch=50",
-        "completed",
+def test_python_m_entry_point(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rnn_lightning.cli.report", "sweep"],
+        cwd=write_sweep(tmp_path / "sweep").parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert events.Scalars("hparam/test/acc")[0].value == pytest.approx(0.772)
-    assert events.Scalars("hparam/best_val")[0].value == pytest.approx(0.781)
-    assert math.isnan(events.Scalars("hparam/test/forecast_mse")[0].value)  # same columns in every run
-
-    events, hparams = load("11")
-    assert (hparams["status"].string_value, hparams["optim"].string_value) == ("missing", "rmsprop")
-    assert math.isnan(hparams["num_layers"].number_value)  # not in config.yaml, and no metrics.json
-    assert math.isnan(events.Scalars("hparam/best_val")[0].value)
-
-    build_report(tmp_path, tensorboard=True)  # a rerun replaces the runs rather than adding to them
-    assert len(list((tb_root / "0").glob("events.out.tfevents.*"))) == 1
-
-
-def test_formatting():
-    assert [fmt_number(x) for x in (0.77234, 7.2e-06, 0.000123, 12345.6, 200, None)] == [
-        "0.7723", "7.2e-06", "0.000123", "1.235e+04", "200", ""
-    ]  # fmt: skip
-    assert [fmt_seconds(x) for x in (83.26, 40, None)] == ["83.3", "40.0", ""]
-    assert fmt_stats(Stats(1, 0.78, None), fmt_number, 1) == "0.78 ± –"
-    values = [0.7, 0.71, 0.75]
-    stats = Stats(3, statistics.fmean(values), statistics.stdev(values))
-    assert fmt_stats(stats, fmt_number, 4) == "0.72 ± 0.02646 (n=3)"
-    assert fmt_stats(Stats(0, None, None), fmt_number, 2) == ""
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("# Sweep report: sweep\n") and "## Over seeds" in done.stdout

@@ -1,9 +1,9 @@
-"""Turn a Hydra sweep folder into a comparison table: ``python -m rnn_lightning.cli.report DIR``.
+"""What a sweep varied and what it found: ``python -m rnn_lightning.cli.report DIR [--references FILE]``.
 
-Writes ``report.md`` (jobs table, plus a table grouped over seeds when some jobs differ only by seed),
-``report.csv`` (the jobs table, full-precision numbers) and one TensorBoard hparams run per job under
-``report_tb/``. Exit code: 0 when every job completed, 1 when any did not, 2 when there is nothing to
-report. Reading and grouping the jobs lives in ``rnn_lightning.cli.report_table``.
+Reads each job's ``metrics.json`` (and an Optuna study's ``optimization_results.yaml``) and writes ``report.md`` and
+``report.csv`` into DIR: the settings every job shares, once; one row per job with the settings that differ first and
+the best job in bold; jobs that differ only by ``seed`` as mean ± std. Exit code 0 when every job completed, 1 when
+any did not, 2 when there is nothing to report.
 """
 
 from __future__ import annotations
@@ -12,339 +12,306 @@ import argparse
 import csv
 import json
 import math
-import shutil
+import os
+import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnn_lightning.cli.report_table import (
-    Group,
-    JobRow,
-    Reference,
-    ReportError,
-    Stats,
-    check_reference_keys,
-    collect_rows,
-    count_label,
-    group_rows,
-    load_references,
-    load_yaml,
-    reported_test_metrics,
-)
+import yaml
 
-EXPECTED_LAYOUT = (
-    "expected a Hydra multirun folder (numbered job folders 0/, 1/, ... each with .hydra/ and metrics.json) "
-    "or any folder with run folders below it that hold .hydra/ or metrics.json"
-)
-
-# ---------------------------------------------------------------- cell formatting
+LAYOUT = "expected a sweep folder as `train.py -m` writes it: a folder per job (DIR/0/, ...) with .hydra/, metrics.json"
+MISSING = "no metrics.json: crashed before writing it, or still running"
+EXAMPLE = "- {match: {model.cell: rnn, optim: sgdm, batch: 200}, metric: test/acc, value: 0.713, source: course report}"
+Row = dict[str, Any]  # one table row, column title -> value
+Reference = dict[str, Any]  # a published figure: {match: {param: value, ...}, metric, value (a float), source}
 
 
-def fmt_text(value: Any) -> str:
-    """A plain cell: empty for unknown values."""
-    return "" if value is None else str(value)
-
-
-def fmt_number(value: Any) -> str:
-    """Metrics to 4 significant digits; tiny or huge ones in scientific notation (7.2e-06)."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return fmt_text(value)
-
-
-def fmt_seconds(value: Any) -> str:
-    """Wall time in seconds with one decimal."""
-    return f"{value:.1f}" if isinstance(value, (int, float)) else fmt_text(value)
-
-
-def fmt_stats(stats: Stats, fmt: Callable[[Any], str], n_ok: int) -> str:
-    """``mean ± std``; std is "–" for a single run, and a smaller n than the group's is spelled out."""
-    if stats.n == 0:
-        return ""
-    std = "–" if stats.std is None else fmt(stats.std)
-    text = f"{fmt(stats.mean)} ± {std}"
-    return text if stats.n == n_ok else f"{text} (n={stats.n})"
-
-
-def fmt_references(references: list[Reference]) -> str:
-    """Matched reference figures, e.g. ``test/acc 0.713 (course report)``."""
-    return "; ".join(f"{ref.metric} {fmt_number(ref.value)} ({ref.source})" for ref in references)
-
-
-# ---------------------------------------------------------------- table layout
-
-
-@dataclass(frozen=True)
-class Column:
-    """One table column: the raw value (CSV) and how it reads in markdown."""
-
-    key: str  # CSV header, and the markdown header unless ``title`` is set
-    value: Callable[[Any], Any]
-    show: Callable[[Any], str] = fmt_text
-    title: str = ""
-
-
-def job_columns(test_names: list[str], references: list[Reference] | None) -> list[Column]:
-    """The per-job table, one column per test metric; a reference column when references were given."""
-    param = _param_getter
-    columns = [
-        Column("job", lambda r: r.job),
-        Column("overrides", lambda r: " ".join(r.overrides)),
-        Column("task", lambda r: r.task),
-        Column("model", param("model")),
-        Column("optim", param("optim")),
-        Column("batch", param("batch")),
-        Column("lr", param("lr"), fmt_number),
-        Column("epochs", param("epochs"), title="max epochs"),
-        Column("epochs_run", lambda r: r.epochs_run, title="epochs run"),
-        Column("seed", param("seed")),
-        Column("monitor", lambda r: r.monitor),
-        Column("best_val", lambda r: r.best_val, fmt_number, "best val"),
-        *(Column(name, lambda r, name=name: r.test.get(name), fmt_number) for name in test_names),
-        Column("wall_seconds", lambda r: r.wall_seconds, fmt_seconds, "wall [s]"),
-        Column("status", lambda r: r.status),
-        Column("error", lambda r: r.error),
-    ]
-    if references is not None:
-        columns.append(Column("reference", lambda r: _references_for(references, r.fields())))
-    return columns
-
-
-def group_columns(test_names: list[str], references: list[Reference] | None) -> list[Column]:
-    """The grouped-over-seeds table (markdown only): settings, counts, then mean ± std per metric."""
-
-    def stats_column(metric: str, title: str, fmt: Callable[[Any], str]) -> Column:
-        return Column(metric, lambda g: g, lambda g: fmt_stats(g.stats(metric), fmt, len(g.ok_rows)), title)
-
-    param = _param_getter
-    columns = [
-        Column("overrides", lambda g: " ".join(g.overrides), title="overrides (without seed)"),
-        Column("task", lambda g: g.representative.task),
-        Column("model", lambda g: param("model")(g.representative)),
-        Column("optim", lambda g: param("optim")(g.representative)),
-        Column("batch", lambda g: param("batch")(g.representative)),
-        Column("lr", lambda g: param("lr")(g.representative), fmt_number),
-        Column("seeds", lambda g: ", ".join(fmt_text(seed) for seed in g.seeds)),
-        Column("jobs", lambda g: g.count_label),
-        Column("n", lambda g: len(g.ok_rows)),
-        Column("monitor", lambda g: g.representative.monitor),
-        stats_column("best_val", "best val", fmt_number),
-        *(stats_column(name, name, fmt_number) for name in test_names),
-        stats_column("wall_seconds", "wall [s]", fmt_seconds),
-    ]
-    if references is not None:
-        columns.append(Column("reference", lambda g: _references_for(references, _group_fields(g))))
-    return columns
-
-
-def _param_getter(key: str) -> Callable[[JobRow], Any]:
-    return lambda row: row.params.get(key)
-
-
-def _group_fields(group: Group) -> dict[str, Any]:
-    # A group stands for several seeds and jobs, so a reference pinned to one of them does not apply.
-    return {k: v for k, v in group.representative.fields().items() if k not in ("seed", "job")}
-
-
-def _references_for(references: list[Reference], fields: dict[str, Any]) -> str:
-    return fmt_references([ref for ref in references if ref.matches(fields)])
-
-
-# ---------------------------------------------------------------- writing
-
-
-def markdown_table(columns: list[Column], items: Sequence[Any]) -> str:
-    """A GitHub markdown table; ``|`` inside a cell is escaped so it cannot split the cell."""
-    lines = [
-        _markdown_line([column.title or column.key for column in columns]),
-        _markdown_line(["---"] * len(columns)),
-    ]
-    lines += [_markdown_line([column.show(column.value(item)) for column in columns]) for item in items]
-    return "\n".join(lines)
-
-
-def _markdown_line(cells: list[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
-
-def render_markdown(root: Path, rows: list[JobRow], groups: list[Group], references: list[Reference] | None) -> str:
-    """The whole report.md: a status summary, the jobs table, and the seed groups when there are any."""
-    test_names = reported_test_metrics(rows)
-    parts = [
-        f"# Sweep report: {root}",
-        f"{len(rows)} jobs: {count_label([row.status for row in rows])}.",
-        "## Jobs",
-        markdown_table(job_columns(test_names, references), rows),
-    ]
-    study = study_summary(root, rows)
-    if study:
-        parts += ["## Optuna study", study]
-    if any(len(group.rows) > 1 for group in groups):
-        parts += [
-            "## Grouped over seeds",
-            "Mean ± sample std over the completed runs of each group; failed and missing runs are counted "
-            "under *jobs* but left out of the means.",
-            markdown_table(group_columns(test_names, references), groups),
-        ]
-    return "\n\n".join(parts) + "\n"
-
-
-def study_summary(root: Path, rows: list[JobRow]) -> str | None:
-    """The Optuna sweeper's result (``optimization_results.yaml`` beside the jobs), and the jobs that ran its best
-    parameters: the same draw can come up in several trials."""
-    results = load_yaml(root / "optimization_results.yaml")
-    if not isinstance(results, dict) or not isinstance(results.get("best_params"), dict):
-        return None  # not a study, or one with several objectives (no single best)
-    best = [f"{key}={value}" for key, value in results["best_params"].items()]
-    jobs = [row.job for row in rows if set(best) <= set(row.overrides)]
-    return (
-        f"Best value {fmt_number(results.get('best_value'))} with {' '.join(best)} "
-        f"(optimization_results.yaml; jobs {', '.join(jobs) or 'not found'})."
-    )
-
-
-def write_csv(path: Path, rows: list[JobRow], references: list[Reference] | None) -> None:
-    """The jobs table with raw values (full precision, empty when unknown), one header per column key."""
-    columns = job_columns(reported_test_metrics(rows), references)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([column.key for column in columns])
-        writer.writerows([column.value(row) for column in columns] for row in rows)
-
-
-def write_hparams(rows: list[JobRow], tb_root: Path) -> Path:
-    """One TensorBoard hparams run per job under ``tb_root/<job>/`` (replacing an earlier report's)."""
-    # Imported here: torch takes seconds to import, and --no-tensorboard should not pay for it.
-    from torch.utils.tensorboard import SummaryWriter
-
-    if tb_root.exists():
-        shutil.rmtree(tb_root)  # stale runs would show up twice in TensorBoard
-    with SummaryWriter(log_dir=str(tb_root)) as writer:
-        for row, hparams, metrics in zip(rows, uniform_hparams(rows), hparam_metrics(rows)):
-            writer.add_hparams(hparams, metrics, run_name=row.job if row.job != "." else "root")
-    return tb_root
-
-
-def uniform_hparams(rows: list[JobRow]) -> list[dict[str, Any]]:
-    """Each job's hparams with the same keys and types in every job.
-
-    TensorBoard's hparams view takes its column list from one arbitrary run, so every run must carry
-    every column: a number missing in one job becomes NaN, text missing becomes "".
-    """
-    flat = [_flat_hparams(row) for row in rows]
-    keys = list(dict.fromkeys(key for hparams in flat for key in hparams))
-    numeric = {key: all(_is_number(h[key]) for h in flat if h.get(key) is not None) for key in keys}
-    return [{key: _hparam_value(h.get(key), numeric[key]) for key in keys} for h in flat]
-
-
-def _flat_hparams(row: JobRow) -> dict[str, Any]:
-    params = {key: value if _is_scalar(value) else json.dumps(value) for key, value in row.params.items()}
-    return {**params, "overrides": " ".join(row.overrides), "status": row.status, "job": row.job}
-
-
-def _hparam_value(value: Any, numeric: bool) -> Any:
-    if numeric:
-        return math.nan if value is None else value
-    return "" if value is None else str(value)
-
-
-def hparam_metrics(rows: list[JobRow]) -> list[dict[str, float]]:
-    """best_val, test metrics and wall time per job, prefixed ``hparam/`` and NaN where unknown.
-
-    The prefix keeps them apart from the scalars the jobs logged themselves under the same folder.
-    """
-    names = ["best_val", *reported_test_metrics(rows), "wall_seconds"]
-    result = []
-    for row in rows:
-        values = {"best_val": row.best_val, "wall_seconds": row.wall_seconds, **row.test}
-        result.append({f"hparam/{name}": _nan_if_none(values.get(name)) for name in names})
-    return result
-
-
-def _nan_if_none(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float))  # bools included: TensorBoard stores them as numbers too
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float))
-
-
-# ---------------------------------------------------------------- entry points
+class ReportError(Exception):
+    """Something the user can fix: a wrong folder, a malformed references file."""
 
 
 @dataclass
-class ReportResult:
-    """What ``build_report`` produced; ``exit_code`` is 0 when every job completed, else 1."""
+class Job:
+    name: str  # the folder below DIR, "/"-separated
+    record: dict[str, Any]  # metrics.json, or a stand-in with status, error and the params that were asked for
+    params_known: bool  # False: params are only the job's overrides (it left no readable metrics.json)
 
-    rows: list[JobRow]
-    groups: list[Group]
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.record.get("params") or {}
+
+    @property
+    def completed(self) -> bool:
+        return self.record.get("status") == "completed"
+
+
+@dataclass
+class Report:
+    jobs: list[Job]
     markdown: str
-    paths: dict[str, Path]  # "markdown", "csv" and (unless skipped) "tensorboard"
-    exit_code: int
+    exit_code: int  # 0 when every job completed, else 1
+
+
+def find_jobs(root: Path) -> list[Job]:
+    """Every folder at or below ``root`` with .hydra/ or metrics.json (not its subfolders), job 9 before job 10."""
+    jobs = []
+    for folder, subfolders, files in os.walk(root):
+        if ".hydra" in subfolders or "metrics.json" in files:
+            jobs.append(read_job(root, Path(folder)))
+            subfolders.clear()
+    return sorted(jobs, key=lambda job: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in job.name.split("/")])
+
+
+def read_job(root: Path, folder: Path) -> Job:
+    name = folder.relative_to(root).as_posix()
+    try:
+        return Job(name, json.loads((folder / "metrics.json").read_text(encoding="utf-8")), params_known=True)
+    except FileNotFoundError:
+        status, error = "missing", MISSING
+    except (json.JSONDecodeError, UnicodeDecodeError) as failure:  # cut off mid-write by a full disk, say
+        status, error = "unreadable", f"metrics.json: {failure}"
+    return Job(name, {"status": status, "error": error, "params": requested_params(folder)}, params_known=False)
+
+
+def requested_params(folder: Path) -> dict[str, Any]:
+    """The job's overrides as params (``batch=200`` is ``{"batch": 200}``: params are keyed the way overrides are),
+    so that the row of a job that left no metrics.json still says which combination it was."""
+    path = folder / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    pairs = [str(item).lstrip("+~").partition("=") for item in overrides or []]
+    return {key: yaml.safe_load(value) for key, _, value in pairs}
+
+
+def split_params(jobs: list[Job]) -> tuple[dict[str, Any], list[str]]:
+    """(the settings with one value in every job, the keys of those that differ). A job known only by its overrides
+    counts for the keys it overrides."""
+    constant, varied = {}, []
+    for key in dict.fromkeys(key for job in jobs for key in job.params):
+        values = [job.params.get(key) for job in jobs if job.params_known or key in job.params]
+        if len({json.dumps(value, sort_keys=True, default=str) for value in values}) == 1:
+            constant[key] = values[0]
+        else:
+            varied.append(key)
+    return constant, varied
+
+
+def best_jobs(jobs: list[Job]) -> dict[str, Job]:
+    """The best completed job per monitored metric, by best_val and its mode (a report may cover several tasks)."""
+    scored = [job for job in jobs if job.completed and isinstance(job.record.get("best_val"), (int, float))]
+    scored = [job for job in scored if math.isfinite(job.record["best_val"])]
+    best = {}
+    for monitor in dict.fromkeys(job.record.get("monitor") for job in scored):
+        group = [job for job in scored if job.record.get("monitor") == monitor]
+        pick = max if group[0].record.get("mode") == "max" else min  # on a tie, the first job
+        best[monitor] = pick(group, key=lambda job: job.record["best_val"])
+    return best
+
+
+def job_rows(jobs: list[Job], varied: list[str], references: Sequence[Reference]) -> list[Row]:
+    """The varied settings first, then the best validation value under its monitor's name, every test metric, ..."""
+    monitors = dict.fromkeys(job.record["monitor"] for job in jobs if job.record.get("monitor"))
+    tests = dict.fromkeys(name for job in jobs for name in job.record.get("test") or {})
+    rows = []
+    for job in jobs:
+        record, test = job.record, job.record.get("test") or {}
+        row = {key: job.params.get(key) for key in varied}
+        row |= {f"best {m}": record.get("best_val") if record.get("monitor") == m else None for m in monitors}
+        row |= {name: test.get(name) for name in tests}
+        row |= {"epochs run": record.get("epochs"), "wall [s]": record.get("wall_seconds")}
+        row |= {"status": record.get("status"), "error": record.get("error"), "job": job.name}
+        if references:
+            row["reference"] = reference_text(references, job.params)
+        rows.append(row)
+    return rows
+
+
+def seed_group_rows(jobs: list[Job], rows: list[Row], varied: list[str]) -> list[Row]:
+    """One row per set of jobs alike in everything varied but ``seed``: mean ± std over its completed jobs."""
+    if "seed" not in varied:
+        return []
+    shared = [key for key in varied if key != "seed"]
+    groups: dict[str, list[tuple[Job, Row]]] = {}
+    for job, row in zip(jobs, rows):
+        groups.setdefault(json.dumps([row[key] for key in shared], default=str), []).append((job, row))
+    metrics = [key for key in rows[0] if key not in (*varied, "status", "error", "job", "reference")]
+    summary = []
+    for members in groups.values():
+        first, done = members[0][1], [row for job, row in members if job.completed]
+        group = {key: first[key] for key in shared}
+        group |= {"seeds": ", ".join(show(job.params.get("seed")) for job, _ in members)}
+        group |= {"jobs": count_statuses([job for job, _ in members])}
+        group |= {key: mean_std([row[key] for row in done]) for key in metrics}
+        summary.append(group)
+    return summary if len(summary) < len(rows) else []  # no two jobs alike: nothing to group
+
+
+def show(value: Any) -> str:
+    """A markdown cell: 4 significant digits (whole seconds past 10^4), booleans as overrides write them."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return "" if value is None else str(value)
+
+
+def mean_std(values: list[Any]) -> str:
+    numbers = [value for value in values if isinstance(value, (int, float))]
+    if len(numbers) < 2:  # one run says nothing about the spread
+        return f"{show(numbers[0])} ± –" if numbers else ""
+    return f"{show(statistics.fmean(numbers))} ± {statistics.stdev(numbers):.2g}"
+
+
+def count_statuses(jobs: list[Job]) -> str:
+    """e.g. "6 completed, 1 failed, 1 missing": completed first, then the rest as first seen."""
+    counts = Counter(job.record.get("status") or "unknown" for job in jobs)
+    return ", ".join([f"{counts['completed']} completed", *(f"{n} {s}" for s, n in counts.items() if s != "completed")])
+
+
+def markdown_table(rows: list[Row], bold: Sequence[bool] = ()) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    def cells(row: Row, strong: bool) -> list[str]:
+        return [f"**{show(value)}**" if strong and show(value) else show(value) for value in row.values()]
+
+    body = [line(cells(row, strong)) for row, strong in zip(rows, bold or [False] * len(rows))]
+    return "\n".join([line(list(rows[0])), line(["---"] * len(rows[0])), *body])
+
+
+def lead(jobs: list[Job], constant: dict[str, Any], varied: list[str], best: dict[str, Job]) -> list[str]:
+    """What the sweep varied and what it found, above the tables."""
+    lines = [
+        f"{len(jobs)} jobs: {count_statuses(jobs)}.",
+        f"**Varied:** {', '.join(f'`{key}`' for key in varied) or 'nothing (one configuration)'}.",
+        f"**Constant:** {', '.join(f'`{key}={show(value)}`' for key, value in constant.items()) or 'nothing'}.",
+    ]
+    for monitor, job in best.items():
+        settings = ", ".join(f"`{key}={show(job.params.get(key))}`" for key in varied)
+        where = f"job {job.name}" + (f" ({settings})" if settings else "")
+        lines.append(f"**Best {monitor}:** {show(job.record['best_val'])} in {where}, in bold below.")
+    return lines
+
+
+def study_lines(root: Path, jobs: list[Job]) -> list[str]:
+    """The Optuna sweeper's best params and value, and the jobs that ran them (TPE may draw them twice)."""
+    path = root / "optimization_results.yaml"
+    results = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not isinstance(results, dict) or not isinstance(results.get("best_params"), dict):
+        return []  # no study, or one with several objectives and so no single best
+    best = results["best_params"]
+    ran = [job.name for job in jobs if all(same_value(job.params.get(k), v) for k, v in best.items())]
+    chosen = " ".join(f"{key}={value}" for key, value in best.items())
+    value = show(results.get("best_value"))
+    return ["## Optuna study", f"Best value {value} with {chosen} ({path.name}; jobs {', '.join(ran) or 'not found'})."]
+
+
+def same_value(have: Any, want: Any) -> bool:
+    """Numbers as numbers (PyYAML reads ``1e-3`` as text), anything else as text."""
+    try:
+        return math.isclose(float(have), float(want))
+    except (TypeError, ValueError):
+        return str(have) == str(want)
+
+
+def reference_text(references: Sequence[Reference], params: dict[str, Any]) -> str:
+    """The figures whose every match entry is in ``params``, as "test/acc 0.713 (course report)"."""
+    matching = [r for r in references if all(k in params and same_value(params[k], v) for k, v in r["match"].items())]
+    return "; ".join(f"{r['metric']} {show(r['value'])} ({r['source']})" for r in matching)
+
+
+def load_references(path: Path) -> list[Reference]:
+    """A YAML list of ``{match: {param: value, ...}, metric, value, source}``; anything else is a ReportError."""
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ReportError(f"cannot read the references file {path}: {error}") from None
+    if not isinstance(entries, list):
+        raise ReportError(f"references file {path} must hold a YAML list, like\n  {EXAMPLE}")
+    return [reference_from(f"references file {path}, entry {n}", entry) for n, entry in enumerate(entries, 1)]
+
+
+def reference_from(where: str, entry: Any) -> Reference:
+    if not isinstance(entry, dict):
+        raise ReportError(f"{where} is not a mapping; write each entry like\n  {EXAMPLE}")
+    problems = [f"unknown key {key!r}" for key in entry if key not in ("match", "metric", "value", "source")]
+    if not isinstance(entry.get("match"), dict) or not entry["match"]:
+        problems.append("'match' must map params to their values")
+    if not isinstance(entry.get("metric"), str):
+        problems.append("'metric' must name a metric, such as test/acc")
+    try:
+        value = float(entry.get("value"))
+    except (TypeError, ValueError):
+        problems.append(f"'value' must be a number, got {entry.get('value')!r}")
+    if problems:
+        raise ReportError(f"{where}: {'; '.join(problems)}; write each entry like\n  {EXAMPLE}")
+    return {**entry, "value": value, "source": str(entry.get("source", "reference"))}
+
+
+def check_reference_keys(references: Sequence[Reference], jobs: list[Job]) -> None:
+    """A match key no job has would match nothing, silently: almost always a typo (``model`` for ``model.cell``)."""
+    known = {key for job in jobs if job.params_known for key in job.params}
+    for unknown in (sorted(set(reference["match"]) - known) for reference in references):
+        if known and unknown:
+            raise ReportError(f"a reference matches on {unknown}, which no job has; the params are {sorted(known)}.")
 
 
 def build_report(
-    root: Path, out: Path | None = None, reference: Path | None = None, tensorboard: bool = True
-) -> ReportResult:
-    """Read every job below ``root`` and write report.md, report.csv and report_tb/ into ``out or root``.
-
-    Raises ReportError when ``root`` holds no jobs or the reference file is malformed.
-    """
-    root, out = Path(root), Path(out or root)
+    root: Path, title: str | None = None, references: Sequence[Reference] = (), notes: Sequence[str] = ()
+) -> Report:
+    """Write ``root``/report.md and report.csv; ``notes`` are paragraphs right below the title."""
+    root = Path(root)
     if not root.is_dir():
-        raise ReportError(f"{root} is not a folder; {EXPECTED_LAYOUT}.")
-    rows = collect_rows(root)
-    if not rows:
-        raise ReportError(f"no training jobs found under {root}; {EXPECTED_LAYOUT}.")
-    references = load_references(Path(reference)) if reference else None
-    if references:
-        check_reference_keys(references, rows)
-    groups = group_rows(rows)
-    markdown = render_markdown(root, rows, groups, references)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / "report.md", "csv": out / "report.csv"}
-    paths["markdown"].write_text(markdown, encoding="utf-8")
-    write_csv(paths["csv"], rows, references)
-    if tensorboard:
-        paths["tensorboard"] = write_hparams(rows, out / "report_tb")
-    return ReportResult(rows, groups, markdown, paths, 0 if all(row.ok for row in rows) else 1)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m rnn_lightning.cli.report",
-        description="Compare the jobs of a Hydra sweep: report.md, report.csv and TensorBoard hparams.",
-        epilog="Exit code: 0 all jobs completed, 1 some failed/missing/unfinished (report still written), "
-        "2 nothing to report.",
-    )
-    parser.add_argument("dir", type=Path, help="multirun folder, or any folder with run folders below it")
-    parser.add_argument("--out", type=Path, help="where to write the report (default: DIR)")
-    parser.add_argument("--reference", type=Path, help="YAML/JSON list of {match, metric, value, source}")
-    parser.add_argument("--no-tensorboard", action="store_true", help="skip writing OUT/report_tb/")
-    return parser.parse_args(argv)
+        raise ReportError(f"{root} is not a folder; {LAYOUT}.")
+    jobs = find_jobs(root)
+    if not jobs:
+        raise ReportError(f"no job folders under {root}; {LAYOUT}.")
+    check_reference_keys(references, jobs)
+    constant, varied = split_params(jobs)
+    best = best_jobs(jobs)
+    marked = [job.name in {best_job.name for best_job in best.values()} for job in jobs]
+    rows = job_rows(jobs, varied, references)
+    # An absolute path by its last part: a report shared elsewhere must not carry a path of this machine.
+    title = title or f"Sweep report: {root.name if root.is_absolute() else root.as_posix()}"
+    parts = [f"# {title}", *notes, *lead(jobs, constant, varied, best)]
+    parts += ["## Jobs", markdown_table(rows, bold=marked)]
+    groups = seed_group_rows(jobs, rows, varied)
+    if groups:
+        explained = "Mean ± sample std over each group's completed jobs; the others are counted in jobs."
+        parts += ["## Over seeds", explained, markdown_table(groups)]
+    parts += study_lines(root, jobs)
+    markdown = "\n\n".join(parts) + "\n"
+    (root / "report.md").write_text(markdown, encoding="utf-8")
+    with (root / "report.csv").open("w", newline="", encoding="utf-8") as handle:  # every digit, and the bold row
+        writer = csv.DictWriter(handle, [*rows[0], "best"])
+        writer.writeheader()
+        writer.writerows(row | {"best": "yes" if strong else ""} for row, strong in zip(rows, marked))
+    return Report(jobs, markdown, 0 if all(job.completed for job in jobs) else 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code."""
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m rnn_lightning.cli.report",
+        description="Compare the jobs of a sweep: DIR/report.md and DIR/report.csv.",
+        epilog="Exit code: 0 every job completed, 1 some did not (the report lists them), 2 nothing to report.",
+    )
+    parser.add_argument("dir", type=Path, help="the sweep folder (hydra.sweep.dir), e.g. multirun/DATE/TIME_ID")
+    parser.add_argument("--references", type=Path, metavar="FILE", help=f"published figures, a YAML list: {EXAMPLE}")
+    args = parser.parse_args(argv)
     try:
-        result = build_report(args.dir, args.out, args.reference, tensorboard=not args.no_tensorboard)
-    except ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
+        report = build_report(args.dir, references=load_references(args.references) if args.references else ())
+    except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    print(result.markdown)
-    for path in result.paths.values():
-        print(f"wrote {path}")
-    if result.exit_code:
-        unfinished = [row for row in result.rows if not row.ok]
-        print(f"{len(unfinished)} of {len(result.rows)} jobs did not complete.", file=sys.stderr)
-    return result.exit_code
+    print(report.markdown)
+    print(f"wrote {args.dir / 'report.md'} and {args.dir / 'report.csv'}")
+    if report.exit_code:
+        unfinished = sum(not job.completed for job in report.jobs)
+        print(f"{unfinished} of {len(report.jobs)} jobs did not complete; see their status and error.", file=sys.stderr)
+    return report.exit_code
 
 
 if __name__ == "__main__":
