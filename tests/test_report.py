@@ -222,8 +222,8 @@ def test_references_beside_the_matching_rows(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("{match: {optim: adam}}", "must hold a YAML list"),
-        ("- [optim, adam]", "entry 1 is not a mapping; write each entry like"),
+        ("{match: {optim: adam}}", "must hold a YAML list of mappings, like"),
+        ("- [optim, adam]", "must hold a YAML list of mappings, like"),
         ("- {metric: test/acc, value: 0.7}", "entry 1: 'match' must map params to their values"),
         ("- {match: {optim: adam}, metric: test/acc, value: 0.7, sorce: x}", "entry 1: unknown key 'sorce'"),
         ("- {match: {optim: adam}, metric: test/acc, value: high}", "entry 1: 'value' must be a number, got 'high'"),

@@ -129,23 +129,24 @@ def job_rows(jobs: list[Job], varied: list[str], references: Sequence[Reference]
     return rows
 
 
-def seed_group_rows(jobs: list[Job], rows: list[Row], varied: list[str]) -> list[Row]:
+def seed_group_rows(rows: list[Row], varied: list[str]) -> list[Row]:
     """One row per set of jobs alike in everything varied but ``seed``: mean ± std over its completed jobs."""
     if "seed" not in varied:
         return []
     shared = [key for key in varied if key != "seed"]
-    groups: dict[str, list[tuple[Job, Row]]] = {}
-    for job, row in zip(jobs, rows):
-        groups.setdefault(json.dumps([row[key] for key in shared], default=str), []).append((job, row))
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps([row[key] for key in shared], default=str), []).append(row)
     metrics = [key for key in rows[0] if key not in (*varied, "status", "error", "job", "reference")]
     summary = []
     for members in groups.values():
-        first, done = members[0][1], [row for job, row in members if job.completed]
-        group = {key: first[key] for key in shared}
-        group |= {"seeds": ", ".join(show(job.params.get("seed")) for job, _ in members)}
-        group |= {"jobs": count_statuses([job for job, _ in members])}
-        group |= {key: mean_std([row[key] for row in done]) for key in metrics}
-        summary.append(group)
+        done = [row for row in members if row["status"] == "completed"]
+        summary.append(
+            {key: members[0][key] for key in shared}
+            | {"seeds": ", ".join(show(row["seed"]) for row in members)}
+            | {"jobs": count_statuses([row["status"] for row in members])}
+            | {key: mean_std([row[key] for row in done]) for key in metrics}
+        )
     return summary if len(summary) < len(rows) else []  # no two jobs alike: nothing to group
 
 
@@ -165,9 +166,9 @@ def mean_std(values: list[Any]) -> str:
     return f"{show(statistics.fmean(numbers))} ± {statistics.stdev(numbers):.2g}"
 
 
-def count_statuses(jobs: list[Job]) -> str:
+def count_statuses(statuses: list[str | None]) -> str:
     """e.g. "6 completed, 1 failed, 1 missing": completed first, then the rest as first seen."""
-    counts = Counter(job.record.get("status") or "unknown" for job in jobs)
+    counts = Counter(status or "unknown" for status in statuses)
     return ", ".join([f"{counts['completed']} completed", *(f"{n} {s}" for s, n in counts.items() if s != "completed")])
 
 
@@ -175,17 +176,16 @@ def markdown_table(rows: list[Row], bold: Sequence[bool] = ()) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    def cells(row: Row, strong: bool) -> list[str]:
-        return [f"**{show(value)}**" if strong and show(value) else show(value) for value in row.values()]
-
-    body = [line(cells(row, strong)) for row, strong in zip(rows, bold or [False] * len(rows))]
-    return "\n".join([line(list(rows[0])), line(["---"] * len(rows[0])), *body])
+    texts = [[show(value) for value in row.values()] for row in rows]
+    bold = bold or [False] * len(rows)
+    body = [[f"**{text}**" if text and strong else text for text in row] for row, strong in zip(texts, bold)]
+    return "\n".join([line(list(rows[0])), line(["---"] * len(rows[0])), *map(line, body)])
 
 
 def lead(jobs: list[Job], constant: dict[str, Any], varied: list[str], best: dict[str, Job]) -> list[str]:
     """What the sweep varied and what it found, above the tables."""
     lines = [
-        f"{len(jobs)} jobs: {count_statuses(jobs)}.",
+        f"{len(jobs)} jobs: {count_statuses([job.record.get('status') for job in jobs])}.",
         f"**Varied:** {', '.join(f'`{key}`' for key in varied) or 'nothing (one configuration)'}.",
         f"**Constant:** {', '.join(f'`{key}={show(value)}`' for key, value in constant.items()) or 'nothing'}.",
     ]
@@ -229,14 +229,12 @@ def load_references(path: Path) -> list[Reference]:
         entries = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
         raise ReportError(f"cannot read the references file {path}: {error}") from None
-    if not isinstance(entries, list):
-        raise ReportError(f"references file {path} must hold a YAML list, like\n  {EXAMPLE}")
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise ReportError(f"references file {path} must hold a YAML list of mappings, like\n  {EXAMPLE}")
     return [reference_from(f"references file {path}, entry {n}", entry) for n, entry in enumerate(entries, 1)]
 
 
-def reference_from(where: str, entry: Any) -> Reference:
-    if not isinstance(entry, dict):
-        raise ReportError(f"{where} is not a mapping; write each entry like\n  {EXAMPLE}")
+def reference_from(where: str, entry: dict[str, Any]) -> Reference:
     problems = [f"unknown key {key!r}" for key in entry if key not in ("match", "metric", "value", "source")]
     if not isinstance(entry.get("match"), dict) or not entry["match"]:
         problems.append("'match' must map params to their values")
@@ -278,7 +276,7 @@ def build_report(
     title = title or f"Sweep report: {root.name if root.is_absolute() else root.as_posix()}"
     parts = [f"# {title}", *notes, *lead(jobs, constant, varied, best)]
     parts += ["## Jobs", markdown_table(rows, bold=marked)]
-    groups = seed_group_rows(jobs, rows, varied)
+    groups = seed_group_rows(rows, varied)
     if groups:
         explained = "Mean ± sample std over each group's completed jobs; the others are counted in jobs."
         parts += ["## Over seeds", explained, markdown_table(groups)]
