@@ -68,6 +68,16 @@ def test_quick_reproduce_says_smoke_check_and_reports_the_ensemble(polarity_dir,
         assert max(line.get_ydata()) == pytest.approx(record["best_val"])
 
 
+def test_nothing_to_report_when_every_sweep_was_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "EXPERIMENTS", [Experiment("glove", ["task=sine"], needs="not_installed_here")])
+    monkeypatch.chdir(tmp_path)
+    assert reproduce.main(["--out", "out"]) == 1  # nothing was reproduced
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith("# Reproduction of the course report\n\nNothing to report: no job folders under out;")
+    assert "## Sweeps\n\n- glove: skipped (not_installed_here is not installed)\n" in report
+    assert str(tmp_path) not in report
+
+
 HEADER = "epoch,step,test/acc,train/loss,val/acc,val/acc_best\n"
 
 

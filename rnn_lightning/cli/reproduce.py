@@ -149,7 +149,8 @@ def jobs_report(out: Path, quick: bool) -> tuple[str, bool]:
     try:
         report = build_report(out, title, load_references(references), notes)
     except ReportError as error:  # every sweep skipped, or stopped before its first job
-        return "\n\n".join([f"# {title}", *notes, f"Nothing to report: {error}"]) + "\n", False
+        nothing = f"Nothing to report: {str(error).replace(str(out), out.name)}"
+        return "\n\n".join([f"# {title}", *notes, nothing]) + "\n", False
     return report.markdown, report.exit_code == 0
 
 
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default reproduce/DATE_TIME)")
     parser.add_argument("--only", nargs="*", choices=[e.name for e in EXPERIMENTS], help="run only these")
     args = parser.parse_args(argv)
-    out = args.out or ROOT / "reproduce" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    # Resolved: the sweeps run with ROOT as their working folder, and must write where this process looks.
+    out = (args.out or ROOT / "reproduce" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     chosen = [e for e in EXPERIMENTS if not args.only or e.name in args.only]
     sweeps = [run_sweep(experiment, out, args.quick) for experiment in chosen]
