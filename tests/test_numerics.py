@@ -52,3 +52,44 @@ def test_a_checkpoint_of_nan_weights_is_refused_before_it_is_written():
     with pytest.raises(NonFiniteError, match=r"not finite in epoch 5/9 \(global step 70\) \(rnn.weight\)"):
         FiniteGuard().on_save_checkpoint(trainer, None, {"state_dict": weights})
     FiniteGuard().on_save_checkpoint(trainer, None, {"state_dict": {"rnn.weight": torch.ones(2)}})
+
+
+def test_on_a_gpu_a_nan_step_is_zeroed_on_the_device_and_stops_the_run_at_the_epoch_end(tmp_path, monkeypatch):
+    """The deferred mode FiniteGuard uses on CUDA, forced here on the CPU: no read per step, the same guarantees."""
+    real_loss = SineForecaster.training_loss
+
+    def nan_in_epoch_2(self, batch):
+        loss = real_loss(self, batch)
+        return loss * float("nan") if self.current_epoch == 1 and self.global_step == 2 else loss
+
+    monkeypatch.setattr(SineForecaster, "training_loss", nan_in_epoch_2)
+    monkeypatch.setattr(FiniteGuard, "__init__", _deferred_init(FiniteGuard.__init__))
+    with pytest.raises(NonFiniteError) as raised:
+        train(compose_config(ADAM_SINE, tmp_path))
+    assert "train/loss was NaN or infinite at global step 2 (found at the end of epoch 2/3" in str(raised.value)
+    assert "no NaN reached the weights, and this epoch's checkpoints were not written" in str(raised.value)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(torch.isfinite(w).all() for w in last["state_dict"].values())
+
+
+def _deferred_init(init):
+    def forced(self, monitor=None, deferred=None):
+        init(self, monitor=monitor, deferred=True)
+
+    return forced
+
+
+def test_a_deferred_bad_step_has_its_gradients_zeroed_before_the_optimizer_sees_them():
+    guard = FiniteGuard(deferred=True)
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    module = SimpleNamespace(device=torch.device("cpu"), automatic_optimization=True)
+    trainer = SimpleNamespace(precision="32-true", world_size=1, global_step=0, current_epoch=0, max_epochs=1)
+    guard.on_fit_start(trainer, module)
+    for step, grad in enumerate([[1.0, 2.0, 3.0], [1.0, float("nan"), float("inf")], [4.0, 5.0, 6.0]]):
+        trainer.global_step = step
+        weight.grad = torch.tensor(grad)
+        guard.on_before_optimizer_step(trainer, module, optimizer)
+        assert weight.grad.tolist() == ([0.0, 0.0, 0.0] if step == 1 else grad)
+    assert int(guard.first_bad_step) == 1  # the first bad step is kept, not the last one

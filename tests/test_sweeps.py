@@ -122,8 +122,8 @@ def test_an_optuna_study_runs_each_trial_as_a_sweep_job_and_minimizes_the_sine_f
     best = min(records, key=lambda record: record["best_val"])
     assert results.best_value == pytest.approx(best["best_val"])  # minimize: the task's monitor.mode is min
     assert results.best_params["model.hidden_size"] == best["params"]["model.hidden_size"]
-    report = build_report(tmp_path, tensorboard=False)
-    assert report.exit_code == 0 and len(report.rows) == 3
+    report = build_report(tmp_path)
+    assert report.exit_code == 0 and len(report.jobs) == 3
     assert f"model.hidden_size={best['params']['model.hidden_size']} (optimization_results.yaml" in report.markdown
 
 

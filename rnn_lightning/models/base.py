@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from torch import Tensor
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import Metric
 
+from rnn_lightning.models.metrics import WeightedMean
 from rnn_lightning.models.optimization import DEFAULT_OPTIM, Schedule, build_optimizer, is_lbfgs
 
 # The name of the learning rate in TensorBoard (LearningRateMonitor), grouped with the other train/ scalars.
@@ -35,9 +36,7 @@ class RecurrentTask(L.LightningModule):
         self.optim_config = dict(optim or DEFAULT_OPTIM)
         self.schedule = Schedule.of(scheduler)  # falsy for scheduler=none
         self.automatic_optimization = not is_lbfgs(self.optim_config)
-        # "ignore": a NaN loss is the FiniteGuard callback's to report. Not "disable": torchmetrics 1.9 then drops the
-        # weights and averages batch means.
-        self.train_loss = MeanMetric(nan_strategy="ignore")
+        self.train_loss = WeightedMean()  # updated every step without a host read (metrics.py)
 
     def training_loss(self, batch: Any) -> Tensor:
         raise NotImplementedError

@@ -16,6 +16,7 @@ from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.models.base import RecurrentTask
 from rnn_lightning.models.figures import confusion_figure, save_figure
 from rnn_lightning.models.head import make_head
+from rnn_lightning.models.metrics import Accuracy
 from rnn_lightning.models.readout import READOUTS, last_state, pool, readout_width
 from rnn_lightning.nn import Recurrent
 
@@ -79,7 +80,8 @@ class SentimentClassifier(RecurrentTask):
         # head_dropout acts on the input of the head's last linear layer: between the layers of a two-layer
         # head (make_head puts it there), on the pooled features of a one-layer head (here).
         self.feature_dropout = nn.Dropout(head_dropout if head_hidden == 0 else 0.0)
-        self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
+        self.train_acc = Accuracy()  # updated every training step: no host read (metrics.py)
+        self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy()
         self.val_loss, self.test_f1 = MeanMetric(), BinaryF1Score()
         self.val_acc_best = MaxMetric()
         self.test_confusion = BinaryConfusionMatrix()
@@ -140,7 +142,7 @@ class SentimentClassifier(RecurrentTask):
             metric.update(predictions, labels)
         self.log("test/acc", self.test_acc)
         self.log("test/f1", self.test_f1)
-        self.test_predictions.append((predictions.cpu(), probabilities[:, 1].cpu(), labels.cpu()))
+        self.test_predictions.append((predictions, probabilities[:, 1], labels))  # moved to the CPU once, at the end
 
     def on_test_epoch_end(self) -> None:
         matrix = self.test_confusion.compute().cpu().numpy()
@@ -159,7 +161,7 @@ class SentimentClassifier(RecurrentTask):
         texts = getattr(getattr(self.trainer, "datamodule", None), "test_texts", None)
         if not texts or not self.test_predictions:
             return ""
-        predictions, positive, labels = (torch.cat(parts) for parts in zip(*self.test_predictions))
+        predictions, positive, labels = (torch.cat(parts).cpu() for parts in zip(*self.test_predictions))
         wrong = (predictions != labels).nonzero().flatten().tolist()
         wrong.sort(key=lambda i: -abs(float(positive[i]) - 0.5))
         rows = ["| review | true | predicted | p(positive) |", "|---|---|---|---|"]

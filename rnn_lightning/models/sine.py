@@ -102,12 +102,12 @@ class SineForecaster(RecurrentTask):
         self.log("test/forecast_mse", errors.mean())
         for index, error in enumerate(errors):
             self.log(f"test/forecast_mse_seq{index}", error)
-        self.test_outputs.append((waves.cpu(), forecast.cpu()))
+        self.test_outputs.append((waves, forecast))  # moved to the CPU once, at the end
 
     def on_test_epoch_end(self) -> None:
         self.log("test/train_mse", self.training_mse())
-        waves = torch.cat([w for w, _ in self.test_outputs]).float().numpy()
-        forecasts = torch.cat([f for _, f in self.test_outputs]).float().numpy()
+        waves = torch.cat([w for w, _ in self.test_outputs]).float().cpu().numpy()
+        forecasts = torch.cat([f for _, f in self.test_outputs]).float().cpu().numpy()
         names = [f"test sequence {i}: context {self.hparams.context} points, then forecast" for i in range(len(waves))]
         figure = forecast_figure(waves, forecasts, self.hparams.context, names)
         save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "forecast.png")

@@ -26,4 +26,12 @@ class SeedEachBatch(L.Callback):
         self.seed = seed
 
     def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        torch.manual_seed(batch_seed(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank))
+        seed = batch_seed(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)
+        # The generators this process draws from, not torch.manual_seed's every one: on a CUDA machine that would
+        # reseed each GPU's generator every batch, and a process only trains on its own.
+        torch.random.default_generator.manual_seed(seed)
+        if module.device.type == "cuda":
+            with torch.cuda.device(module.device):
+                torch.cuda.manual_seed(seed)
+        elif module.device.type == "mps":
+            torch.mps.manual_seed(seed)

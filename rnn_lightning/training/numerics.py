@@ -1,18 +1,28 @@
 """Stop at the first NaN or infinite loss, and never write a checkpoint of NaN weights.
 
-A callback rather than a check in the modules' ``training_step``: ``on_before_backward`` receives the loss in both
-optimization paths (automatic, and LBFGS's manual ``manual_backward`` in every closure evaluation), before it is
-back-propagated, so the weights still hold the last finite step when training stops; and neither task module needs to
-know about it. ``on_save_checkpoint`` is the second line: a loss can be finite while its step makes the weights
-infinite (the next loss would then be NaN, but an epoch may end in between and write ``last.ckpt``). Raising there
+A callback rather than a check in the modules' ``training_step``: neither task module needs to know about it, and its
+hooks see the loss and gradients of both optimization paths (automatic, and LBFGS's ``manual_backward`` in every
+closure evaluation).
+
+How a bad step is caught depends on what reading a value costs:
+
+* one process whose tensors live in host memory (CPU), or LBFGS (whose line search reads the loss anyway): the loss is
+  checked in ``on_before_backward``, and training stops before the step reaches the weights;
+* several processes (DDP): a process must not stop alone, or the others wait in the gradient all-reduce forever. The
+  gradients are checked in ``on_before_optimizer_step``, after the all-reduce made them the same everywhere (a NaN on
+  one process is a NaN on all), so every process takes the same decision without a collective of its own;
+* on a GPU (``deferred``): reading a flag every step would make the host wait for the device each step. The check
+  stays on the device: a step with non-finite gradients has them zeroed before the optimizer sees them (so no NaN
+  reaches the weights), its number is kept in a device tensor, and the host reads that once per epoch and before
+  any checkpoint is written, and stops there.
+
+``on_save_checkpoint`` is the last line: a loss can be finite while its step makes the weights infinite; raising there
 happens before Lightning writes the file and before it deletes the file it replaces, so the last good checkpoints stay.
+The monitored validation metric is checked too (``on_validation_end``, before the checkpoint callbacks run): a model
+can diverge without a NaN loss, e.g. sine weights of 1e150 whose forecast overflows to inf.
 
-The monitored validation metric is checked too (``on_validation_end``, which Lightning runs before the checkpoint
-callbacks' own): a model can diverge without a NaN loss, e.g. sine weights of 1e150 whose forecast overflows to inf,
-and such an epoch must not become ``last.ckpt`` or "best".
-
-Under 16-bit mixed precision the loss seen here is already multiplied by the gradient scaler; a float32 loss times
-2**16 stays finite, and the infinite *gradients* that the scaler expects and skips are not looked at.
+Under 16-bit mixed precision the gradient scaler expects infinite gradients now and then and skips those steps itself,
+so gradients are not judged there; the (scaled) loss still is.
 """
 
 from __future__ import annotations
@@ -29,21 +39,63 @@ class NonFiniteError(FloatingPointError):
 
 
 class FiniteGuard(L.Callback):
-    def __init__(self, monitor: str | None = None) -> None:
+    def __init__(self, monitor: str | None = None, deferred: bool | None = None) -> None:
         self.monitor = monitor
+        self.deferred = deferred  # None: decided at fit start, True on a GPU
+        self.first_bad_step: Tensor | None = None  # deferred mode: the global step of the first bad one, or -1
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.deferred is None:
+            self.deferred = module.device.type not in ("cpu",) and module.automatic_optimization
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=module.device)
+
+    def _judges_gradients(self, trainer: L.Trainer, module: L.LightningModule) -> bool:
+        scaled = "16-mixed" in str(trainer.precision) and not str(trainer.precision).startswith("bf16")
+        return module.automatic_optimization and not scaled and (trainer.world_size > 1 or bool(self.deferred))
 
     def on_before_backward(self, trainer: L.Trainer, module: L.LightningModule, loss: Tensor) -> None:
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        # Every DDP process must stop at the same step, or the others wait in the gradient all-reduce forever.
-        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
+        if self._judges_gradients(trainer, module):
             return
-        lr = getattr(module, "optim_config", {}).get("lr")
-        value = f"{float(loss.detach()):g}" if bad else "not finite on another process"
-        raise NonFiniteError(
-            f"train/loss is {value} in {_where(trainer)}: stopped before it reached the weights; the checkpoints "
-            f"already saved are kept. Lower optim.lr (now {lr}), set trainer.gradient_clip_val=1.0, or check the data "
-            "for NaN values."
-        )
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise NonFiniteError(
+                f"train/loss is {float(loss.detach()):g} in {_where(trainer)}: stopped before it reached the weights; "
+                f"the checkpoints already saved are kept. {_advice(module)}"
+            )
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer: Any) -> None:
+        if not self._judges_gradients(trainer, module):
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()  # on the device
+        if not self.deferred:
+            if not bool(finite):
+                raise NonFiniteError(
+                    f"the gradients are not finite in {_where(trainer)} (train/loss was NaN or infinite on at least "
+                    f"one process): stopped before they reached the weights; the checkpoints already saved are kept. "
+                    f"{_advice(module)}"
+                )
+            return
+        for grad in grads:  # NaN * 0 is NaN: zero the non-finite values first, then everything if the step is bad
+            grad.nan_to_num_(0.0, 0.0, 0.0).mul_(finite)
+        first = self.first_bad_step
+        self.first_bad_step = torch.where(finite | (first >= 0), first, trainer.global_step)
+
+    def _raise_if_a_step_was_bad(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Deferred mode: one read of the device flag."""
+        if self.first_bad_step is None or not self.deferred:
+            return
+        step = int(self.first_bad_step)
+        if step >= 0:
+            raise NonFiniteError(
+                f"train/loss was NaN or infinite at global step {step} (found at the end of {_where(trainer)}): "
+                "that step's gradients were zeroed on the device, so no NaN reached the weights, and this epoch's "
+                f"checkpoints were not written; the earlier ones are kept. {_advice(module)}"
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._raise_if_a_step_was_bad(trainer, module)  # before the checkpoint callbacks, which run after this
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor) if self.monitor else None
@@ -56,6 +108,7 @@ class FiniteGuard(L.Callback):
         )
 
     def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._raise_if_a_step_was_bad(trainer, module)
         broken = [name for name, tensor in checkpoint["state_dict"].items() if not _finite(tensor)]
         if broken:
             raise NonFiniteError(
@@ -63,6 +116,11 @@ class FiniteGuard(L.Callback):
                 f"{', ...' if len(broken) > 3 else ''}): this checkpoint was not written and the earlier ones are "
                 "kept. Lower optim.lr or set trainer.gradient_clip_val=1.0."
             )
+
+
+def _advice(module: L.LightningModule) -> str:
+    lr = getattr(module, "optim_config", {}).get("lr")
+    return f"Lower optim.lr (now {lr}), set trainer.gradient_clip_val=1.0, or check the data for NaN values."
 
 
 def _where(trainer: L.Trainer) -> str:

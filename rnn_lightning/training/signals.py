@@ -92,11 +92,17 @@ class StopRequest:
 
 
 class GracefulStop(L.Callback):
-    """Acts on a :class:`StopRequest` at the next batch end or epoch end: saves ``last.ckpt``, raises Interrupted."""
+    """Acts on a :class:`StopRequest` at the next batch end or epoch end: saves ``last.ckpt``, raises Interrupted.
 
-    def __init__(self, request: StopRequest, last_path: Path) -> None:
+    Under DDP the processes decide together, in a collective, so that all stop at the same batch; that is done every
+    ``every`` batches (and at each epoch end), not every batch: a collective per step would make each step wait for
+    the slowest process and, on GPUs, for the device. One process decides alone, at every batch, for free.
+    """
+
+    def __init__(self, request: StopRequest, last_path: Path, every: int = 16) -> None:
         self.request = request
         self.last_path = Path(last_path)
+        self.every = every
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # Lightning registers its SIGTERM handler just before the loops start and would stop mid-validation;
@@ -104,6 +110,8 @@ class GracefulStop(L.Callback):
         self.request.install()
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        if trainer.world_size > 1 and trainer.fit_loop.epoch_loop.batch_progress.current.processed % self.every:
+            return
         self._stop_if_requested(trainer, "after {batches} batch(es)")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
