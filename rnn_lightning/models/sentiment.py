@@ -88,11 +88,17 @@ class SentimentClassifier(RecurrentTask):
         self.test_predictions: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def _load_pretrained(self, source: str, vocab: list[str]) -> None:
-        from rnn_lightning.data.glove import load_glove_vectors
+        from rnn_lightning.data.glove import GloveNotInstalledError, load_glove_vectors
 
         if len(vocab) != self.embedding.num_embeddings:
             raise ValueError(f"vocab has {len(vocab)} words but vocab_size={self.embedding.num_embeddings}")
-        vectors, coverage = load_glove_vectors(Vocabulary(vocab), source, dim=self.embedding.embedding_dim)
+        try:
+            vectors, coverage = load_glove_vectors(Vocabulary(vocab), source, dim=self.embedding.embedding_dim)
+        except GloveNotInstalledError as missing:
+            # The default run must still run where the vectors are not installed; it learns its embeddings instead
+            # (a few points less accurate, docs/results.md).
+            log.warning("%s Training with randomly initialised embeddings instead (module.embeddings=null).", missing)
+            return
         self.embedding.weight.data.copy_(vectors)
         log.info("pretrained embeddings from %s cover %.1f%% of the vocabulary", source, 100 * coverage)
 
