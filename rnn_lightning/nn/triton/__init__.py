@@ -1,0 +1,49 @@
+"""``model.impl=triton``: one Triton kernel launch per layer for the recurrence, and one for its backward.
+
+``run_triton_layer`` is a ``LayerRunner`` (``rnn_lightning/nn/registry.py``); ``launch.py`` holds the autograd
+function, ``plan.py`` the block sizes, ``rnn.py`` / ``lstm.py`` / ``gru.py`` the kernels. The design and the
+equations in the kernels' coordinates are in ``docs/triton.md``.
+
+Triton is optional (``pip install 'rnn-lightning[triton]'``), so nothing here imports it until a layer runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from rnn_lightning.nn.cells import State
+
+__all__ = ["run_triton_layer"]
+
+NO_TRITON = (
+    "model.impl=triton needs Triton, which is not installed: pip install triton==3.6.0 (or the extra: "
+    "pip install -e '.[triton]'); or use model.impl=auto or fused"
+)
+
+
+def run_triton_layer(
+    cells: Sequence[nn.Module], x: Tensor, starts: Sequence[State], lengths: Tensor | None
+) -> tuple[Tensor, list[State]]:
+    """One layer's directions (the second reversed): x (B, T, I) -> outputs (B, T, D H) and the final states."""
+    launch = _launch_module()
+    if not x.is_cuda and not launch.interpreted():
+        late = " (it is set, but triton was imported before it was)" if os.environ.get("TRITON_INTERPRET") else ""
+        raise RuntimeError(
+            f"model.impl=triton runs on CUDA tensors, and this input is on {x.device}: use model.impl=auto or fused "
+            f"on CPU, or set TRITON_INTERPRET=1 before triton is imported{late} to run the kernels through "
+            "Triton's interpreter (slow; for tests)"
+        )
+    return launch.run_layer(cells, x, starts, lengths)
+
+
+def _launch_module():  # noqa: ANN202 (a module)
+    try:
+        return importlib.import_module("rnn_lightning.nn.triton.launch")
+    except ImportError as error:
+        if (error.name or "").split(".")[0] == "triton":
+            raise ImportError(NO_TRITON) from error
+        raise

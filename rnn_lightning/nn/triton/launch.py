@@ -1,0 +1,209 @@
+"""The layer's autograd function: the input projection as one matmul, one kernel launch per layer for the
+recurrence (both directions on the grid), and a reverse-time kernel for its backward.
+
+Buffers, in the kernels' coordinates (``docs/triton.md``):
+
+* ``gates`` (B, T, D, G H), fp32 or fp64: the x-side pre-activations a_x = x W_ih^T + b before the forward
+  kernel, the gate activations after it, and the pre-activation gradients da after the backward kernel, from
+  which dx, dW_ih and db_ih are one matmul or one sum each;
+* ``saved`` (B, T, D, H): what a cell needs besides its gates (LSTM: c; GRU: m = h_prev U_n^T + b_hn);
+* the outputs (B, T, D H), which are also the h_prev of the backward;
+* per-program partial dW_hh (D, P, G H, H) and db_hh (D, P, G H), summed here in a fixed order (no atomics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from rnn_lightning.nn.cells import GRUCell, LSTMCell, RNNCell, State
+from rnn_lightning.nn.triton.gru import gru_backward, gru_forward
+from rnn_lightning.nn.triton.lstm import lstm_backward, lstm_forward
+from rnn_lightning.nn.triton.plan import DEFAULT_SMS, Plan, autocast_on, choose_plan, compute_dtypes
+from rnn_lightning.nn.triton.rnn import rnn_backward, rnn_forward
+
+
+@dataclass(frozen=True)
+class CellKernels:
+    gates: int  # G: gate blocks in weight_hh
+    saves: bool  # whether the cell saves a (B, T, D, H) buffer besides its gates
+    cell_state: bool  # whether the state is (h, c)
+    forward: Any  # a triton.jit kernel
+    backward: Any
+
+
+PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # the cells' own, in TritonRecurrence's order
+KERNELS: dict[type[nn.Module], CellKernels] = {
+    RNNCell: CellKernels(1, False, False, rnn_forward, rnn_backward),
+    LSTMCell: CellKernels(4, True, True, lstm_forward, lstm_backward),
+    GRUCell: CellKernels(3, True, False, gru_forward, gru_backward),
+}
+
+
+def interpreted() -> bool:
+    """Whether the kernels run through Triton's interpreter (TRITON_INTERPRET=1 when triton was imported)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(rnn_forward, InterpretedFunction)
+
+
+def _fix_scalar_index() -> None:
+    """Triton 3.6's interpreter turns a scalar into an int with ``int(array of shape (1,))``, which NumPy 2.4
+    refuses, so ``range(T)`` over a run-time T fails there. The fix Triton merged after 3.6
+    (https://github.com/triton-lang/triton/pull/9172), applied to the interpreter's patch of ``tl.tensor``."""
+    from triton.runtime import interpreter
+
+    patch_tensor = interpreter._patch_lang_tensor
+    if getattr(patch_tensor, "scalar_index_fixed", False):
+        return
+
+    def patched(tensor: Any, scope: Any) -> None:
+        patch_tensor(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.item()))
+
+    patched.scalar_index_fixed = True
+    interpreter._patch_lang_tensor = patched
+
+
+if interpreted():
+    _fix_scalar_index()
+
+
+def run_layer(
+    cells: Sequence[nn.Module], x: Tensor, starts: Sequence[State], lengths: Tensor | None
+) -> tuple[Tensor, list[State]]:
+    """A ``LayerRunner`` (``registry.py``): x (B, T, I) -> outputs (B, T, D H) and each direction's final state."""
+    kernels = KERNELS.get(type(cells[0]))
+    if kernels is None:
+        raise TypeError(f"no triton kernel for {type(cells[0]).__name__}")
+    w_hh = cells[0].weight_hh
+    operand, acc = compute_dtypes(w_hh.dtype, x.device.type)
+    if operand == torch.bfloat16 and interpreted():
+        raise RuntimeError(
+            "Triton's interpreter cannot run tl.dot on bfloat16 (it multiplies raw bits, triton-lang/triton#11584): "
+            "use float16 there (torch.autocast(..., dtype=torch.float16)), or run on a GPU"
+        )
+    wrong = sorted({str(t.dtype) for t in (x, *starts[0]) if t.dtype != w_hh.dtype})
+    if wrong and not autocast_on(x.device.type):
+        raise TypeError(
+            f"model.impl=triton got inputs or states of {', '.join(wrong)} for weights of {w_hh.dtype}, outside "
+            "autocast (the loop's matmul refuses them too): cast the input, or run under torch.autocast"
+        )
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else DEFAULT_SMS
+    plan = choose_plan(x.shape[0], cells[0].hidden_size, kernels.gates, len(cells), operand, acc, sms)
+    params = [torch.stack([getattr(c, name) for c in cells]) for name in PARAMETERS]  # (D, ...) each
+    h0 = torch.stack([s[0] for s in starts])  # (D, B, H)
+    c0 = torch.stack([s[1] for s in starts]) if kernels.cell_state else None
+    out, *finals = TritonRecurrence.apply(kernels, plan, lengths, x, *params, h0, c0)
+    return out, [tuple(f[d] for f in finals) for d in range(len(cells))]
+
+
+def x_side_bias(kernels: CellKernels, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    """(D, G H): the biases that join the input projection; the GRU keeps b_hn inside its reset gate."""
+    if kernels is not KERNELS[GRUCell]:
+        return b_ih + b_hh
+    H = b_ih.shape[1] // 3
+    return torch.cat([b_ih[:, : 2 * H] + b_hh[:, : 2 * H], b_ih[:, 2 * H :]], dim=1)
+
+
+def input_projection(x: Tensor, w_ih: Tensor, bias: Tensor, plan: Plan) -> Tensor:
+    """a_x = x W_ih^T + bias for every step and direction in one matmul: (B T, D G H) in the accumulation dtype."""
+    x2 = x.reshape(-1, x.shape[2]).to(plan.operand_dtype)  # (B T, I)
+    w2 = w_ih.reshape(-1, w_ih.shape[2]).to(plan.operand_dtype)  # (D G H, I)
+    if plan.operand_dtype == plan.acc_dtype:
+        return torch.addmm(bias.reshape(-1), x2, w2.T)
+    return (x2 @ w2.T).to(plan.acc_dtype).add_(bias.reshape(-1))  # 16-bit product, states and gates in fp32
+
+
+def scratch(plan: Plan, x: Tensor, directions: int, width: int, needed: bool) -> Tensor:
+    """(D, P, BLOCK_B, width): a tile per program for the chunked products; a placeholder when not needed."""
+    if not needed:
+        return x.new_empty(0, dtype=plan.acc_dtype)
+    return x.new_empty(directions, plan.blocks(x.shape[0]), plan.block_b, width, dtype=plan.acc_dtype)
+
+
+def launch(kernel: Any, plan: Plan, x: Tensor, directions: int, *args: Any, **constexprs: Any) -> None:
+    grid = (plan.blocks(x.shape[0]), directions)
+    common = {"BLOCK_B": plan.block_b, "HP": plan.hidden_pad, "KC": plan.chunk, "PRECISION": plan.precision}
+    if x.is_cuda:
+        with torch.cuda.device(x.device):  # Triton launches on the current device
+            kernel[grid](*args, **common, **constexprs, num_warps=plan.num_warps)
+    else:
+        kernel[grid](*args, **common, **constexprs, num_warps=plan.num_warps)
+
+
+class TritonRecurrence(torch.autograd.Function):
+    """(x, stacked parameters, initial states) -> (outputs, final h, [final c]) of one layer, all directions."""
+
+    @staticmethod
+    def forward(ctx, kernels, plan, lengths, x, w_ih, w_hh, b_ih, b_hh, h0, c0):  # noqa: ANN001 (autograd's API)
+        B, T, _ = x.shape
+        D, _, H = w_hh.shape
+        with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen in the plan
+            gates = input_projection(x, w_ih, x_side_bias(kernels, b_ih, b_hh), plan)  # (B T, D G H)
+        saved = gates.new_empty(B, T, D, H) if kernels.saves else gates
+        out = x.new_empty(B, T, D * H, dtype=w_hh.dtype)  # (B, T, D H)
+        hT = torch.empty_like(h0)  # (D, B, H)
+        cT = torch.empty_like(c0) if c0 is not None else hT
+        u = w_hh.detach().to(plan.operand_dtype).contiguous()  # (D, G H, H)
+        has_lengths = lengths is not None
+        launch(
+            kernels.forward, plan, x, D,
+            gates, saved, out, h0, c0 if c0 is not None else h0, hT, cT, u, b_hh.detach().contiguous(),
+            lengths if has_lengths else out, scratch(plan, x, D, plan.hidden_pad, not plan.weight_on_chip),
+            B, T, H, D, WEIGHT_ON_CHIP=plan.weight_on_chip, HAS_LENGTHS=has_lengths,
+        )  # fmt: skip
+        ctx.save_for_backward(x, w_ih, h0, c0, out)
+        ctx.kernels, ctx.plan, ctx.lengths = kernels, plan, lengths
+        ctx.buffers = (gates, saved, u)  # intermediates; the backward overwrites gates, so it runs once
+        return (out, hT, cT) if c0 is not None else (out, hT)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_hT, d_cT=None):  # noqa: ANN001
+        if ctx.buffers is None:
+            raise RuntimeError(
+                "model.impl=triton's backward overwrites its saved buffers, so it runs once per forward "
+                "(no retain_graph=True); use model.impl=fused or loop to backpropagate twice"
+            )
+        (gates, saved, u), ctx.buffers = ctx.buffers, None
+        x, w_ih, h0, c0, out = ctx.saved_tensors
+        kernels, plan, lengths = ctx.kernels, ctx.plan, ctx.lengths
+        B, T, I = x.shape
+        D, GH, H = u.shape
+        blocks = plan.blocks(B)
+        d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
+        d_hT = torch.zeros_like(h0) if d_hT is None else d_hT.contiguous()
+        dh0 = torch.empty_like(h0)
+        if c0 is not None:
+            d_cT = torch.zeros_like(c0) if d_cT is None else d_cT.contiguous()
+            dc0 = torch.empty_like(c0)
+        else:
+            d_cT = dc0 = dh0  # unused by the kernel
+        # In memory, the partials are summed into, so they start at zero; on chip they are written once.
+        new = torch.empty if plan.grad_on_chip else torch.zeros
+        du = new(D, blocks, GH, H, dtype=plan.acc_dtype, device=x.device)
+        db = torch.empty(D, blocks, GH, dtype=plan.acc_dtype, device=x.device)
+        has_lengths = lengths is not None
+        staged = not (plan.weight_on_chip and plan.grad_on_chip)  # the da go through the scratch
+        launch(
+            kernels.backward, plan, x, D,
+            gates, saved, out, d_out, h0, c0 if c0 is not None else h0, d_hT, d_cT, dh0, dc0, u, du, db,
+            lengths if has_lengths else out, scratch(plan, x, D, kernels.gates * plan.hidden_pad, staged),
+            B, T, H, D, WEIGHT_ON_CHIP=plan.weight_on_chip, GRAD_ON_CHIP=plan.grad_on_chip, HAS_LENGTHS=has_lengths,
+        )  # fmt: skip
+        with torch.autocast(x.device.type, enabled=False):
+            da = gates  # (B T, D G H): now the pre-activation gradients
+            dx = None
+            if ctx.needs_input_grad[3]:
+                dx = (da @ w_ih.reshape(D * GH, I).to(plan.acc_dtype)).view(B, T, I).to(x.dtype)
+            dw_ih = (da.T @ x.reshape(B * T, I).to(plan.acc_dtype)).view(D, GH, I).to(w_ih.dtype)
+            db_ih = da.sum(0).view(D, GH).to(w_ih.dtype)
+            dw_hh = du.sum(1).to(w_ih.dtype)  # (D, G H, H): the programs' partials, in a fixed order
+            db_hh = db.sum(1).to(w_ih.dtype)
+        return None, None, None, dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 if c0 is not None else None

@@ -1,0 +1,375 @@
+"""impl=triton is the same model: outputs, final states and every gradient equal the loop's and torch.nn's.
+
+Without CUDA the kernels run through Triton's interpreter (``conftest.py`` sets TRITON_INTERPRET=1), which
+runs the programs one after another and accepts what a GPU refuses. So what the GPU demands is tested apart:
+the launch parameters and the block-size chooser here, and every kernel compiled for sm_90 in a subprocess
+without the interpreter. On a CUDA machine the same tests run the compiled kernels.
+"""
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+triton = pytest.importorskip("triton")
+
+from rnn_lightning.nn import triton as triton_impl  # noqa: E402  (after the skip)
+from rnn_lightning.nn.layer import Recurrent  # noqa: E402
+from rnn_lightning.nn.reference import PARAMETER_NAMES, torch_twin  # noqa: E402
+from rnn_lightning.nn.triton import launch, plan  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+B, T, I, H = 4, 6, 3, 5
+LENGTHS = torch.tensor([6, 2, 4, 1])
+KINDS = ["rnn", "lstm", "gru"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_pair(kind, num_layers=2, bidirectional=True, hidden=H, dtype=torch.float64, seed=0):
+    """A loop layer and a triton layer holding the same weights."""
+    torch.manual_seed(seed)
+    loop = Recurrent(kind, I, hidden, num_layers, bidirectional, impl="loop").to(DEVICE, dtype)
+    fast = Recurrent(kind, I, hidden, num_layers, bidirectional, impl="triton").to(DEVICE, dtype)
+    fast.load_state_dict(loop.state_dict())
+    return loop, fast
+
+
+def run(layer, x, state, lengths, twin=False):
+    """Outputs, final state and the gradients of a loss that weighs every output and final element apart:
+    [dx, d state..., d parameters in the cells' order (PARAMETER_NAMES per cell)]."""
+    x = x.clone().requires_grad_()
+    state = tuple(s.clone().requires_grad_() for s in state)
+    if twin:  # torch.nn, through a packed sequence when there are lengths
+        hx = state if len(state) == 2 else state[0]
+        if lengths is None:
+            out, final = layer(x, hx)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_out, final = layer(packed, hx)
+            out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
+        final = tuple(final) if len(state) == 2 else (final,)
+    else:
+        out, final = layer(x, state, lengths)
+    weights = torch.Generator().manual_seed(1)
+    loss = sum((t * torch.randn(t.shape, generator=weights, dtype=t.dtype).to(t.device)).sum() for t in (out, *final))
+    params = twin_parameters(layer) if twin else list(layer.parameters())
+    return out, final, torch.autograd.grad(loss, [x, *state, *params])
+
+
+def twin_parameters(twin):
+    suffixes = [f"_l{k}" + s for k in range(twin.num_layers) for s in ("", "_reverse")[: 1 + twin.bidirectional]]
+    return [getattr(twin, name + suffix) for suffix in suffixes for name in PARAMETER_NAMES]
+
+
+def random_inputs(layer, batch=B, steps=T, dtype=torch.float64):
+    x = torch.randn(batch, steps, I, dtype=dtype, device=DEVICE)
+    shape = (layer.num_layers * layer.directions, batch, layer.hidden_size)
+    return x, tuple(torch.randn(shape, dtype=dtype, device=DEVICE) for _ in range(layer.state_size))
+
+
+def assert_same(got, want, atol, rtol=0.0):
+    (out, final, grads), (out_w, final_w, grads_w) = got, want
+    torch.testing.assert_close(out, out_w, atol=atol, rtol=rtol)
+    assert len(final) == len(final_w)
+    for f, w in zip(final, final_w):
+        torch.testing.assert_close(f, w, atol=atol, rtol=rtol)
+    assert len(grads) == len(grads_w)
+    for index, (g, w) in enumerate(zip(grads, grads_w)):
+        torch.testing.assert_close(g, w, atol=atol, rtol=rtol, msg=lambda m, k=index: f"gradient {k}: {m}")
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_as_loop_and_torch_in_float64(kind, with_lengths):
+    """2 layers, bidirectional: outputs, final states, dx, d initial states, all four parameters of every cell."""
+    loop, fast = make_pair(kind)
+    x, state = random_inputs(loop)
+    lengths = LENGTHS.to(DEVICE) if with_lengths else None
+    got = run(fast, x, state, lengths)
+    assert got[0].shape == (B, T, 2 * H) and got[1][0].shape == (4, B, H)
+    assert_same(got, run(loop, x, state, lengths), atol=1e-6)
+    assert_same(got, run(torch_twin(loop), x, state, lengths, twin=True), atol=1e-6)
+    if with_lengths:  # padded steps are zero, exactly
+        padded = torch.arange(T, device=DEVICE)[None, :] >= lengths[:, None]
+        assert not got[0][padded].any()
+
+
+@pytest.mark.parametrize("weight_in_l2", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_paths_through_memory(kind, weight_in_l2, monkeypatch):
+    """U read from L2 in chunks (2 chunks per product here) and the partial dU summed in memory, over two
+    programs per direction whose partials are then added: the same numbers as the loop."""
+    gates = launch.KERNELS[type(make_pair(kind, 1)[0].cells[0])].gates
+    budget = 0 if weight_in_l2 else gates * 16 * 16 * 8  # 0: nothing on chip; else U fits but dU does not
+    monkeypatch.setattr(plan, "ON_CHIP_BYTES", budget)
+    monkeypatch.setattr(plan, "CHUNK", 8)  # below tl.dot's GPU minimum, fine in the interpreter: 2 chunks of 16
+    if DEVICE == "cuda":
+        monkeypatch.setattr(plan, "CHUNK", 16)
+    chosen = plan.choose_plan(17, H, gates, 2, torch.float64, torch.float64)
+    assert (chosen.weight_on_chip, chosen.grad_on_chip) == (not weight_in_l2, False)
+    assert chosen.blocks(17) == 2
+    loop, fast = make_pair(kind, num_layers=1)
+    x, state = random_inputs(loop, batch=17, steps=4)
+    lengths = torch.arange(17, device=DEVICE) % 4 + 1
+    assert_same(run(fast, x, state, lengths), run(loop, x, state, lengths), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_in_ieee_precision(kind):
+    loop, fast = make_pair(kind, num_layers=1, dtype=torch.float32)
+    x, state = random_inputs(loop, dtype=torch.float32)
+    assert_same(run(fast, x, state, LENGTHS.to(DEVICE)), run(loop, x, state, LENGTHS.to(DEVICE)), atol=2e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_16_bit_under_autocast_matches_the_loop_under_autocast(kind):
+    """The recurrent matmuls in 16-bit (fp32 sums), states and outputs in fp32, like the loop under autocast.
+    bfloat16 runs only on a GPU: the interpreter's tl.dot cannot."""
+    loop, fast = make_pair(kind, num_layers=1, dtype=torch.float32)
+    x, state = random_inputs(loop, dtype=torch.float32)
+    for half in (torch.float16, torch.bfloat16) if DEVICE == "cuda" else (torch.float16,):
+        results = []
+        for layer in (loop, fast):
+            with torch.autocast(DEVICE, dtype=half):
+                results.append(run(layer, x, state, LENGTHS.to(DEVICE)))
+        (out, final, grads), (out_w, final_w, grads_w) = results
+        assert out.dtype == out_w.dtype == torch.float32
+        scale = 1e-2 if half == torch.float16 else 5e-2  # bfloat16 keeps 8 bits of mantissa, float16 11
+        torch.testing.assert_close(out, out_w, atol=scale, rtol=0)
+        for g, w in zip(grads, grads_w):
+            torch.testing.assert_close(g, w, atol=scale * w.abs().max().item(), rtol=0)
+        with torch.no_grad():  # and still the same model: near the float32 results
+            torch.testing.assert_close(out, loop(x, state, LENGTHS.to(DEVICE))[0], atol=3 * scale, rtol=0)
+
+
+def test_weight_gradients_are_deterministic():
+    """Partials per program, summed in a fixed order: the same bits on every run (no atomics)."""
+    _, fast = make_pair("lstm", num_layers=1, dtype=torch.float32)
+    x, state = random_inputs(fast, batch=33, steps=3, dtype=torch.float32)  # 3 programs per direction
+    first, second = run(fast, x, state, None)[2], run(fast, x, state, None)[2]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    kernel_sources = [inspect.getsource(m) for m in (triton_impl.rnn, triton_impl.lstm, triton_impl.gru)]
+    assert not any("atomic" in source for source in kernel_sources)
+
+
+def test_backward_runs_once():
+    _, fast = make_pair("gru", num_layers=1)
+    x, state = random_inputs(fast)
+    out, _ = fast(x.requires_grad_(), state)
+    out.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once per forward.*impl=fused or loop"):
+        out.sum().backward()
+
+
+# What the GPU demands, which the interpreter does not check.
+
+
+@pytest.mark.parametrize(
+    "hidden,gates,dtype,pad,on_chip",
+    [
+        (51, 4, torch.float32, 64, (True, True)),  # U 64 KB fp32: on chip, and dU beside it
+        (51, 4, torch.float64, 64, (True, False)),  # U 128 KB fp64: on chip, dU in L2
+        (128, 4, torch.float32, 128, (False, False)),  # U 256 KB fp32: L2
+        (128, 1, torch.float32, 128, (False, False)),  # 64 KB, but a 128 x 128 fp32 tile spills
+        (128, 4, torch.bfloat16, 128, (True, False)),  # 128 KB in 16-bit, dU (fp32) in L2
+        (5, 3, torch.float64, 16, (True, True)),
+        (16, 1, torch.float32, 16, (True, True)),
+        (17, 1, torch.float32, 32, (True, True)),
+    ],
+)
+def test_plan_pads_and_places_the_weight(hidden, gates, dtype, pad, on_chip):
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    chosen = plan.choose_plan(64, hidden, gates, 2, dtype, acc)
+    assert chosen.hidden_pad == pad
+    assert (chosen.weight_on_chip, chosen.grad_on_chip) == on_chip
+    assert chosen.block_b == 16 and chosen.blocks(64) == 4
+    assert chosen.chunk >= 16 and pad % chosen.chunk == 0
+
+
+@pytest.mark.parametrize(
+    "batch,directions,block", [(1, 1, 16), (64, 2, 16), (2112, 2, 32), (8448, 2, 64), (10**6, 1, 64)]
+)
+def test_plan_batch_block_grows_only_when_programs_outnumber_the_sms(batch, directions, block):
+    chosen = plan.choose_plan(batch, 51, 4, directions, torch.float32, torch.float32, sms=132)
+    assert chosen.block_b == block
+    assert block & (block - 1) == 0 and block >= plan.MIN_DOT  # a power of two, >= tl.dot's inner minimum
+
+
+@pytest.fixture
+def tf32_allowed():
+    """torch.backends.cuda.matmul.allow_tf32 on for the test, and back as it was afterwards."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_plan_precision_is_ieee_by_default():
+    assert not torch.backends.cuda.matmul.allow_tf32  # torch's default
+    assert plan.choose_plan(8, 51, 4, 1, torch.float32, torch.float32).precision == "ieee"
+
+
+def test_plan_precision_is_tf32_when_allowed(tf32_allowed):
+    assert plan.choose_plan(8, 51, 4, 1, torch.float32, torch.float32).precision == "tf32"
+    assert plan.choose_plan(8, 51, 4, 1, torch.float64, torch.float64).precision == "ieee"
+    assert plan.choose_plan(8, 51, 4, 1, torch.float16, torch.float32).precision == "ieee"
+
+
+def test_plan_refuses_what_one_program_cannot_hold():
+    with pytest.raises(ValueError, match="hidden sizes up to 256.*model.impl=fused"):
+        plan.choose_plan(8, 257, 4, 1, torch.float32, torch.float32)
+    with pytest.raises(ValueError, match="parameters, not torch.int32"):
+        plan.compute_dtypes(torch.int32, "cpu")
+
+
+def test_launch_parameters(monkeypatch):
+    """What each launch gets: grid (batch blocks, directions), padded power-of-two sizes >= 16, IEEE fp32, and the
+    time length as a run-time argument (not specialised: a new T compiles nothing)."""
+    launches = []
+    real_launch = launch.launch
+
+    def record(kernel, chosen, x, directions, *args, **constexprs):
+        launches.append((kernel, chosen, (chosen.blocks(x.shape[0]), directions), args, constexprs))
+        return real_launch(kernel, chosen, x, directions, *args, **constexprs)
+
+    monkeypatch.setattr(launch, "launch", record)
+    _, fast = make_pair("lstm", num_layers=1, hidden=51, dtype=torch.float32)
+    x, state = random_inputs(fast, batch=3, steps=2, dtype=torch.float32)
+    run(fast, x, state, None)
+    assert [k.__name__ for k, *_ in launches] == ["lstm_forward", "lstm_backward"]
+    for kernel, chosen, grid, args, constexprs in launches:
+        assert grid == (1, 2)
+        assert (chosen.hidden_pad, chosen.block_b, chosen.precision) == (64, 16, "ieee")
+        names = [n for n in kernel.arg_names if n not in constexprs and n not in ("BLOCK_B", "HP", "KC", "PRECISION")]
+        assert dict(zip(names, args))["T"] == 2
+        assert inspect.signature(kernel.fn).parameters["T"].annotation is inspect.Parameter.empty  # not a constexpr
+        options = kernel.kwargs if hasattr(kernel, "kwargs") else vars(kernel)  # interpreted, or compiled
+        assert {"B", "T"} <= set(options["do_not_specialize"])  # nor specialised on T == 1 or T % 16 == 0
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="compiled kernels only: the interpreter has no compile cache")
+def test_new_lengths_compile_nothing():
+    _, fast = make_pair("gru", num_layers=1, dtype=torch.float32)
+    kernel = launch.KERNELS[type(fast.cells[0])].forward
+    for steps in (5, 9, 16, 33):
+        with torch.no_grad():
+            fast(*random_inputs(fast, steps=steps, dtype=torch.float32))
+        compiled = len(kernel.device_caches[torch.cuda.current_device()][0])
+        assert compiled == 1, f"{compiled} compilations after T={steps}"
+
+
+# Every kernel compiled for an H100/H200 (sm_90) with the installed Triton, without a GPU: tl.dot's sizes and
+# dtypes, IEEE fp32 (no TF32 instruction), no atomics. In a subprocess, because the interpreter replaces the
+# kernels in this one.
+COMPILE = textwrap.dedent(
+    """
+    import sys, torch, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from rnn_lightning.nn.triton import launch
+    from rnn_lightning.nn.triton.plan import choose_plan
+
+    NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
+    CONSTEXPRS = ("BLOCK_B", "HP", "KC", "WEIGHT_ON_CHIP", "GRAD_ON_CHIP", "HAS_LENGTHS", "PRECISION")
+    IN_ACC = ("gates_ptr", "cells_ptr", "hidden_n_ptr", "extra_ptr", "du_ptr", "db_ptr", "scratch_ptr")
+    for line in sys.argv[1:]:
+        kind, hidden, param, operand, *tf32 = line.split(",")
+        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+        param, operand = getattr(torch, param), getattr(torch, operand)
+        kernels = launch.KERNELS[{"rnn": launch.RNNCell, "lstm": launch.LSTMCell, "gru": launch.GRUCell}[kind]]
+        acc = torch.float64 if param == torch.float64 else torch.float32
+        chosen = choose_plan(64, int(hidden), kernels.gates, 2, operand, acc)
+        for kernel in (kernels.forward, kernels.backward):
+            constexprs = dict(BLOCK_B=chosen.block_b, HP=chosen.hidden_pad, KC=chosen.chunk, HAS_LENGTHS=True,
+                              WEIGHT_ON_CHIP=chosen.weight_on_chip, PRECISION=chosen.precision)
+            if "GRAD_ON_CHIP" in kernel.arg_names:
+                constexprs["GRAD_ON_CHIP"] = chosen.grad_on_chip
+            signature = {}
+            for name in kernel.arg_names:
+                dtype = {"w_ptr": operand, "lengths_ptr": None}.get(name, acc if name in IN_ACC else param)
+                signature[name] = ("constexpr" if name in CONSTEXPRS else "i32" if not name.endswith("_ptr")
+                                   else "*i64" if dtype is None else "*" + NAMES[dtype])
+            compiled = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", 90, 32),
+                                      options={"num_warps": chosen.num_warps})
+            ptx = compiled.asm["ptx"]
+            print(line, kernel.__name__, chosen.precision, "tf32" in ptx, "atom." in ptx, len(compiled.asm["cubin"]))
+    """
+)
+
+
+def compile_for_sm90(configs):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE, *configs], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert len(rows) == 2 * len(configs), done.stdout
+    for config, name, precision, has_tf32, has_atomics, cubin_bytes in rows:
+        assert has_tf32 == str(precision == "tf32"), f"{config} {name}: {precision} but tf32 in PTX is {has_tf32}"
+        assert has_atomics == "False", f"{config} {name} uses atomics"
+        assert int(cubin_bytes) > 0
+    return rows
+
+
+def test_kernels_compile_for_the_gpu():
+    """Every kernel, both sides of WEIGHT_ON_CHIP and GRAD_ON_CHIP (on chip at H=51, through L2 at H=128) in IEEE
+    fp32; and TF32 once, when allowed, to show that the PTX check sees it. 8 kernels, ~20 s on 2 cores."""
+    rows = compile_for_sm90(
+        [
+            "lstm,51,float32,float32",
+            "lstm,128,float32,float32",
+            "gru,128,float32,float32",
+            "rnn,51,float32,float32,tf32",
+        ]
+    )
+    assert [row[2] for row in rows] == ["ieee"] * 6 + ["tf32"] * 2
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_the_gpu_in_every_dtype():
+    compile_for_sm90(
+        ["gru,51,float32,float32", "rnn,128,float32,float32"]
+        + [f"{kind},51,float64,float64" for kind in KINDS]
+        + [f"{kind},128,float32,bfloat16" for kind in KINDS]
+        + [f"{kind},256,float32,float16" for kind in KINDS]
+    )
+
+
+# Errors a user can cause, and what they say to do.
+
+
+def test_cpu_without_the_interpreter_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(launch, "interpreted", lambda: False)
+    _, fast = make_pair("lstm", num_layers=1)
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"runs on CUDA tensors.*impl=auto or fused on CPU.*TRITON_INTERPRET=1"):
+        fast.to("cpu")(x)
+
+
+def test_missing_triton_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton", None)  # import triton now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("rnn_lightning.nn.triton.")]:
+        monkeypatch.delitem(sys.modules, name)
+    _, fast = make_pair("rnn", num_layers=1)
+    with pytest.raises(ImportError, match=r"pip install triton==3.6.0.*\.\[triton\]"):
+        fast(torch.randn(B, T, I, dtype=torch.float64, device=DEVICE))
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the interpreter's limitation")
+def test_bfloat16_in_the_interpreter_is_refused():
+    _, fast = make_pair("rnn", num_layers=1, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="bfloat16.*float16"):
+        fast(torch.randn(B, T, I))
+
+
+def test_mixed_dtypes_outside_autocast_are_refused_like_the_loop():
+    _, fast = make_pair("lstm", num_layers=1, dtype=torch.float32)
+    with pytest.raises(TypeError, match=r"inputs or states of torch.float64 for weights of torch.float32"):
+        fast(torch.randn(B, T, I, dtype=torch.float64, device=DEVICE))
