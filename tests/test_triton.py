@@ -349,8 +349,13 @@ def test_cpu_without_the_interpreter_says_what_to_do(monkeypatch):
     monkeypatch.setattr(launch, "interpreted", lambda: False)
     _, fast = make_pair("lstm", num_layers=1)
     x = torch.randn(B, T, I, dtype=torch.float64)
-    with pytest.raises(RuntimeError, match=r"runs on CUDA tensors.*impl=auto or fused on CPU.*TRITON_INTERPRET=1"):
+    message = r"runs on CUDA tensors, and this input is on cpu: use model.impl=auto or fused on CPU.*TRITON_INTERPRET=1"
+    with pytest.raises(RuntimeError, match=message):
         fast.to("cpu")(x)
+    with pytest.raises(RuntimeError, match=message):  # the same, before anything runs
+        triton_impl.check_runnable("cpu")
+    if torch.cuda.is_available():
+        triton_impl.check_runnable("cuda")
 
 
 def test_missing_triton_names_the_install(monkeypatch):

@@ -13,11 +13,12 @@ import importlib
 import os
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.cells import State
 
-__all__ = ["run_triton_layer"]
+__all__ = ["check_runnable", "run_triton_layer"]
 
 NO_TRITON = (
     "model.impl=triton needs Triton, which is not installed: pip install triton==3.6.0 (or the extra: "
@@ -29,15 +30,21 @@ def run_triton_layer(
     cells: Sequence[nn.Module], x: Tensor, starts: Sequence[State], lengths: Tensor | None
 ) -> tuple[Tensor, list[State]]:
     """One layer's directions (the second reversed): x (B, T, I) -> outputs (B, T, D H) and the final states."""
+    check_runnable(x.device)
+    return _launch_module().run_layer(cells, x, starts, lengths)
+
+
+def check_runnable(device: torch.device | str) -> None:
+    """Raise, with what to do, if impl=triton cannot run on ``device`` here; cheap, so a caller can check before
+    training starts."""
     launch = _launch_module()
-    if not x.is_cuda and not launch.interpreted():
+    if torch.device(device).type != "cuda" and not launch.interpreted():
         late = " (it is set, but triton was imported before it was)" if os.environ.get("TRITON_INTERPRET") else ""
         raise RuntimeError(
-            f"model.impl=triton runs on CUDA tensors, and this input is on {x.device}: use model.impl=auto or fused "
+            f"model.impl=triton runs on CUDA tensors, and this input is on {device}: use model.impl=auto or fused "
             f"on CPU, or set TRITON_INTERPRET=1 before triton is imported{late} to run the kernels through "
             "Triton's interpreter (slow; for tests)"
         )
-    return launch.run_layer(cells, x, starts, lengths)
 
 
 def _launch_module():  # noqa: ANN202 (a module)

@@ -19,7 +19,7 @@ import torch
 
 MIN_DOT = 16  # smallest inner size of tl.dot on NVIDIA GPUs, and a power of two for tl.arange
 MAX_BLOCK_B = 64  # rows per program: beyond this the per-step tiles crowd the registers
-CHUNK = 32  # rows of U per product where it is read from L2: a (32, HP) tile per gate stays in registers
+CHUNK = 16  # rows of U per product where it is read from L2: tl.dot's smallest K, the fewest registers
 MAX_HIDDEN_PAD = 256  # one program holds a whole hidden state: beyond this its tiles no longer fit
 # What a program may keep on chip for the whole sequence. An H100/H200 SM has 256 KB of registers and one
 # persistent program per SM here; half of it leaves room for the states, the gates and the step's temporaries.
