@@ -57,7 +57,7 @@ def run(layer, x, state, lengths, twin=False):
     else:
         out, final = layer(x, state, lengths)
     weights = torch.Generator().manual_seed(1)
-    loss = sum((t * torch.randn(t.shape, generator=weights, dtype=t.dtype).to(t.device)).sum() for t in (out, *final))
+    loss = sum((t * torch.randn(t.shape, generator=weights).to(t.device, t.dtype)).sum() for t in (out, *final))
     params = twin_parameters(layer) if twin else list(layer.parameters())
     return out, final, torch.autograd.grad(loss, [x, *state, *params])
 
@@ -148,6 +148,18 @@ def test_16_bit_under_autocast_matches_the_loop_under_autocast(kind):
             torch.testing.assert_close(out, loop(x, state, LENGTHS.to(DEVICE))[0], atol=3 * scale, rtol=0)
 
 
+def test_16_bit_module_returns_16_bit_near_float32():
+    """A module cast to float16: 16-bit outputs and gradients, computed with fp32 states and sums."""
+    loop, fast = make_pair("lstm", num_layers=1, dtype=torch.float32)
+    x, state = random_inputs(loop, dtype=torch.float32)
+    want = run(loop, x, state, LENGTHS.to(DEVICE))
+    out, final, grads = run(fast.half(), x.half(), tuple(s.half() for s in state), LENGTHS.to(DEVICE))
+    assert out.dtype == final[0].dtype == grads[-1].dtype == torch.float16
+    torch.testing.assert_close(out.float(), want[0], atol=1e-2, rtol=0)
+    for g, w in zip(grads, want[2]):
+        torch.testing.assert_close(g.float(), w, atol=1e-2 * w.abs().max().item(), rtol=0)
+
+
 def test_weight_gradients_are_deterministic():
     """Partials per program, summed in a fixed order: the same bits on every run (no atomics)."""
     _, fast = make_pair("lstm", num_layers=1, dtype=torch.float32)
@@ -222,6 +234,8 @@ def test_plan_precision_is_tf32_when_allowed(tf32_allowed):
 
 
 def test_plan_refuses_what_one_program_cannot_hold():
+    assert triton_impl.MAX_HIDDEN_SIZE == 256  # for a caller that picks an impl (registry.choose_impl)
+    plan.choose_plan(8, 256, 4, 1, torch.float32, torch.float32)
     with pytest.raises(ValueError, match="hidden sizes up to 256.*model.impl=fused"):
         plan.choose_plan(8, 257, 4, 1, torch.float32, torch.float32)
     with pytest.raises(ValueError, match="parameters, not torch.int32"):
@@ -265,8 +279,8 @@ def test_new_lengths_compile_nothing():
 
 
 # Every kernel compiled for an H100/H200 (sm_90) with the installed Triton, without a GPU: tl.dot's sizes and
-# dtypes, IEEE fp32 (no TF32 instruction), no atomics. In a subprocess, because the interpreter replaces the
-# kernels in this one.
+# dtypes, IEEE fp32 (no TF32 instruction), no atomics, shared memory within a block's limit. In a subprocess,
+# because the interpreter replaces the kernels in this one.
 COMPILE = textwrap.dedent(
     """
     import sys, torch, triton
@@ -298,9 +312,12 @@ COMPILE = textwrap.dedent(
             compiled = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", 90, 32),
                                       options={"num_warps": chosen.num_warps})
             ptx = compiled.asm["ptx"]
-            print(line, kernel.__name__, chosen.precision, "tf32" in ptx, "atom." in ptx, len(compiled.asm["cubin"]))
+            print(line, kernel.__name__, chosen.precision, "tf32" in ptx, "atom." in ptx, compiled.metadata.shared)
     """
 )
+
+
+SM90_SHARED_BYTES = 227 << 10  # the most shared memory one block of an H100/H200 may have
 
 
 def compile_for_sm90(configs):
@@ -311,10 +328,10 @@ def compile_for_sm90(configs):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines()]
     assert len(rows) == 2 * len(configs), done.stdout
-    for config, name, precision, has_tf32, has_atomics, cubin_bytes in rows:
+    for config, name, precision, has_tf32, has_atomics, shared in rows:
         assert has_tf32 == str(precision == "tf32"), f"{config} {name}: {precision} but tf32 in PTX is {has_tf32}"
         assert has_atomics == "False", f"{config} {name} uses atomics"
-        assert int(cubin_bytes) > 0
+        assert 0 < int(shared) <= SM90_SHARED_BYTES, f"{config} {name}: {shared} bytes of shared memory"
     return rows
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.cells import State
+from rnn_lightning.nn.triton.plan import MAX_HIDDEN_PAD as MAX_HIDDEN_SIZE  # torch only, no triton
 
-__all__ = ["check_runnable", "run_triton_layer"]
+__all__ = ["MAX_HIDDEN_SIZE", "check_runnable", "run_triton_layer"]
 
 NO_TRITON = (
     "model.impl=triton needs Triton, which is not installed: pip install triton==3.6.0 (or the extra: "
@@ -47,7 +49,7 @@ def check_runnable(device: torch.device | str) -> None:
         )
 
 
-def _launch_module():  # noqa: ANN202 (a module)
+def _launch_module() -> ModuleType:
     try:
         return importlib.import_module("rnn_lightning.nn.triton.launch")
     except ImportError as error:

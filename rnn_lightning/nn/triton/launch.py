@@ -141,7 +141,7 @@ class TritonRecurrence(torch.autograd.Function):
     """(x, stacked parameters, initial states) -> (outputs, final h, [final c]) of one layer, all directions."""
 
     @staticmethod
-    def forward(ctx, kernels, plan, lengths, x, w_ih, w_hh, b_ih, b_hh, h0, c0):  # noqa: ANN001 (autograd's API)
+    def forward(ctx, kernels, plan, lengths, x, w_ih, w_hh, b_ih, b_hh, h0, c0):
         B, T, _ = x.shape
         D, _, H = w_hh.shape
         with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen in the plan
@@ -165,7 +165,7 @@ class TritonRecurrence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, d_out, d_hT, d_cT=None):  # noqa: ANN001
+    def backward(ctx, d_out, d_hT, d_cT=None):
         if ctx.buffers is None:
             raise RuntimeError(
                 "model.impl=triton's backward overwrites its saved buffers, so it runs once per forward "
