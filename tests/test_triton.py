@@ -103,21 +103,32 @@ def test_same_as_loop_and_torch_in_float64(kind, with_lengths):
 @pytest.mark.parametrize("weight_in_l2", [True, False])
 @pytest.mark.parametrize("kind", KINDS)
 def test_paths_through_memory(kind, weight_in_l2, monkeypatch):
-    """U read from L2 in chunks (2 chunks per product here) and the partial dU summed in memory, over two
-    programs per direction whose partials are then added: the same numbers as the loop."""
+    """U read from L2 in chunks and the partial dU summed in memory, over two programs per direction whose
+    partials are then added: the same numbers as the loop. Several chunks per product: in the interpreter 2 of
+    8 rows (below tl.dot's GPU minimum, which the interpreter does not mind), on a GPU 4 of 16 (H = 40)."""
+    hidden, chunk = (40, 16) if DEVICE == "cuda" else (H, 8)
     gates = launch.KERNELS[type(make_pair(kind, 1)[0].cells[0])].gates
-    budget = 0 if weight_in_l2 else gates * 16 * 16 * 8  # 0: nothing on chip; else U fits but dU does not
-    monkeypatch.setattr(plan, "ON_CHIP_BYTES", budget)
-    monkeypatch.setattr(plan, "CHUNK", 8)  # below tl.dot's GPU minimum, fine in the interpreter: 2 chunks of 16
-    if DEVICE == "cuda":
-        monkeypatch.setattr(plan, "CHUNK", 16)
-    chosen = plan.choose_plan(17, H, gates, 2, torch.float64, torch.float64)
+    tile_bytes = gates * plan.padded(hidden) ** 2 * 8
+    monkeypatch.setattr(plan, "ON_CHIP_BYTES", 0 if weight_in_l2 else tile_bytes)  # else U fits but dU does not
+    monkeypatch.setattr(plan, "CHUNK", chunk)
+    chosen = plan.choose_plan(17, hidden, gates, 2, torch.float64, torch.float64)
     assert (chosen.weight_on_chip, chosen.grad_on_chip) == (not weight_in_l2, False)
-    assert chosen.blocks(17) == 2
-    loop, fast = make_pair(kind, num_layers=1)
+    assert chosen.blocks(17) == 2 and chosen.hidden_pad // chosen.chunk in (2, 4)
+    loop, fast = make_pair(kind, num_layers=1, hidden=hidden)
     x, state = random_inputs(loop, batch=17, steps=4)
     lengths = torch.arange(17, device=DEVICE) % 4 + 1
     assert_same(run(fast, x, state, lengths), run(loop, x, state, lengths), atol=1e-6)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="the project's sizes take minutes in the interpreter")
+@pytest.mark.parametrize("hidden,dtype,tol", [(51, torch.float64, 1e-6), (128, torch.float32, 1e-4)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_projects_sizes_on_a_gpu(kind, hidden, dtype, tol):
+    """The sine's H = 51 in float64 (U on chip) and the sentiment's H = 128 in float32 (U in L2), with lengths."""
+    loop, fast = make_pair(kind, hidden=hidden, dtype=dtype)
+    x, state = random_inputs(loop, batch=70, steps=50, dtype=dtype)
+    lengths = torch.randint(1, 51, (70,), device=DEVICE)
+    assert_same(run(fast, x, state, lengths), run(loop, x, state, lengths), atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("kind", KINDS)
