@@ -255,6 +255,24 @@ def test_fused_runs_no_builtin_recurrent_kernel(monkeypatch):
         torch.nn.LSTM(I, H)(torch.randn(T, B, I))  # the guard itself works
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_fused_reads_no_value_back_to_the_host(kind):
+    # Meta tensors hold no data: .item(), bool(t), .tolist() and any branch on a value raise on them. A forward and
+    # backward that run on "meta" therefore never wait for a device, and queue asynchronously on CUDA.
+    layer = Recurrent(kind, I, H, num_layers=2, bidirectional=True, impl="fused").to("meta")
+    x = torch.randn(B, T, I, device="meta", requires_grad=True)
+    state = tuple(torch.randn(4, B, H, device="meta", requires_grad=True) for _ in range(layer.state_size))
+    out, final = layer(x, state, LENGTHS.to("meta"))
+    (out.sum() + sum(f.sum() for f in final)).backward()
+    assert out.shape == (B, T, 2 * H) and all(f.shape == (4, B, H) for f in final)
+    assert x.grad.shape == x.shape and all(s.grad.shape == s.shape for s in state)
+    assert all(p.grad.shape == p.shape for p in layer.parameters())
+    with torch.no_grad():
+        assert layer(x, lengths=LENGTHS.to("meta"))[0].shape == (B, T, 2 * H)
+    with pytest.raises(RuntimeError, match="meta"):  # the guard itself works
+        bool(out.sum() > 0)
+
+
 def test_bench_reports_every_row_against_torch(capsys):
     from benchmarks import cells as bench
 

@@ -1,7 +1,8 @@
 """Fast direction runners: the cells' own parameters, a hand-written forward and backward through time.
 
-``run_fused`` has the signature of ``rnn_lightning.nn.loop.run_loop``; ``scan.py`` holds the engine and
-``rnn.py`` / ``lstm.py`` / ``gru.py`` the per-step arithmetic of each cell kind.
+``run_fused`` has the signature of ``rnn_lightning.nn.loop.run_loop``; ``scan.py`` holds the engine, ``kernel.py``
+what a kernel sees, ``rnn.py`` / ``lstm.py`` / ``gru.py`` the per-step arithmetic of each cell kind and
+``precision.py`` the dtypes of each part. docs/fused.md derives them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from torch import Tensor
 
 from rnn_lightning.nn.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, State
 from rnn_lightning.nn.fused.gru import GRUKernel
+from rnn_lightning.nn.fused.kernel import Kernel
 from rnn_lightning.nn.fused.lstm import LSTMKernel
 from rnn_lightning.nn.fused.rnn import RNNKernel
-from rnn_lightning.nn.fused.scan import Kernel, run_scan
+from rnn_lightning.nn.fused.scan import run_scan
 
 __all__ = ["run_fused"]
 
