@@ -113,3 +113,18 @@ def test_bad_arguments_fail_with_a_clear_message(kwargs, call, message):
         layer = Recurrent("rnn", 3, 4, **kwargs)
         x, lengths = call
         layer(x, lengths=lengths)
+
+
+@pytest.mark.parametrize("impl", ["loop", "fused"])
+def test_a_mismatched_input_dtype_gets_the_same_message_from_every_impl(impl):
+    layer = Recurrent("lstm", I, H, impl=impl)  # float32 weights
+    with pytest.raises(
+        TypeError, match=r"Recurrent got an input or state of torch.float64 for weights of torch.float32"
+    ):
+        layer(torch.randn(B, T, I, dtype=torch.float64))
+    state = tuple(torch.zeros(1, B, H, dtype=torch.bfloat16) for _ in range(2))
+    with pytest.raises(TypeError, match=r"of torch.bfloat16 for weights of torch.float32: cast the input"):
+        layer(torch.randn(B, T, I), state)
+    with torch.autocast("cpu", torch.bfloat16):  # under autocast mixed dtypes are what autocast is for
+        out, _ = layer(torch.randn(B, T, I, dtype=torch.bfloat16))
+    assert out.shape == (B, T, H)

@@ -56,6 +56,7 @@ class Recurrent(nn.Module):
     def forward(self, x: Tensor, state: State | None = None, lengths: Tensor | None = None) -> tuple[Tensor, State]:
         """x: (B, T, I); state: per component (L * D, B, H); lengths: (B,) real steps per sequence."""
         self._check_inputs(x, lengths)
+        self._check_dtypes(x, state)
         if lengths is not None:
             lengths = lengths.to(device=x.device, dtype=torch.long)
         run_layer = layer_runner(choose_impl(self.impl, self.cells[0], x))
@@ -84,6 +85,19 @@ class Recurrent(nn.Module):
         # Values are checked where that is free: reading a GPU tensor's min and max would wait for the GPU.
         if lengths.device.type == "cpu" and lengths.numel() and (lengths.min() < 1 or lengths.max() > x.shape[1]):
             raise ValueError(f"lengths must lie in [1, {x.shape[1]}], got {lengths.tolist()}")
+
+    def _check_dtypes(self, x: Tensor, state: State | None) -> None:
+        """One message for every impl: outside autocast, input and state must have the weights' dtype."""
+        device = x.device.type
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            return
+        weights = next(self.parameters()).dtype
+        wrong = sorted({str(t.dtype) for t in (x, *(state or ())) if t.dtype != weights})
+        if wrong:
+            raise TypeError(
+                f"Recurrent got an input or state of {', '.join(wrong)} for weights of {weights}: cast the input, "
+                "run under torch.autocast (trainer.precision=bf16-mixed), or cast the module (module.to(dtype))"
+            )
 
     def extra_repr(self) -> str:
         return f"impl={self.impl!r}, num_layers={self.num_layers}, directions={self.directions}"
