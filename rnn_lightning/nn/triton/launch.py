@@ -24,7 +24,7 @@ from torch.autograd.function import once_differentiable
 from rnn_lightning.nn.cells import GRUCell, LSTMCell, RNNCell, State
 from rnn_lightning.nn.triton.gru import gru_backward, gru_forward
 from rnn_lightning.nn.triton.lstm import lstm_backward, lstm_forward
-from rnn_lightning.nn.triton.plan import DEFAULT_SMS, Plan, autocast_on, choose_plan, compute_dtypes
+from rnn_lightning.nn.triton.plan import DEFAULT_SMS, Plan, choose_plan, compute_dtypes
 from rnn_lightning.nn.triton.rnn import rnn_backward, rnn_forward
 
 
@@ -87,12 +87,6 @@ def run_layer(
         raise RuntimeError(
             "Triton's interpreter cannot run tl.dot on bfloat16 (it multiplies raw bits, triton-lang/triton#11584): "
             "use float16 there (torch.autocast(..., dtype=torch.float16)), or run on a GPU"
-        )
-    wrong = sorted({str(t.dtype) for t in (x, *starts[0]) if t.dtype != w_hh.dtype})
-    if wrong and not autocast_on(x.device.type):
-        raise TypeError(
-            f"model.impl=triton got inputs or states of {', '.join(wrong)} for weights of {w_hh.dtype}, outside "
-            "autocast (the loop's matmul refuses them too): cast the input, or run under torch.autocast"
         )
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else DEFAULT_SMS
     plan = choose_plan(x.shape[0], cells[0].hidden_size, kernels.gates, len(cells), operand, acc, sms)
