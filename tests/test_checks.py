@@ -308,12 +308,13 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_a_failed_check_keeps_the_earlier_runs_files(checkpoints, tmp_path):
-    """A second launch into a finished run's folder: its checkpoints stay byte for byte, its metrics.json is kept."""
+    """Two refused launches into a finished run's folder leave it as it was: its checkpoints and its metrics.json
+    byte for byte (the refusals are in the error raised, and in train.log under Hydra)."""
     run = tmp_path / "run"
     shutil.copytree(checkpoints["sine"].parent.parent, run)
     earlier_record = (run / "metrics.json").read_text()
-    saved = _digest(run / "checkpoints")
-    assert "last.ckpt" in saved and json.loads(earlier_record)["status"] == "completed"
+    saved = _digest(run)
+    assert "last.ckpt" in _digest(run / "checkpoints") and json.loads(earlier_record)["status"] == "completed"
 
     with pytest.raises(ValueError, match="batch=0 must be a positive whole number"):
         train(compose_config([*TINY_SINE, QUICK_LBFGS, "batch=0"], run))
@@ -321,8 +322,14 @@ def test_a_failed_check_keeps_the_earlier_runs_files(checkpoints, tmp_path):
         train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1"], run))
     assert f"Continue that run with ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in str(refused.value)
 
-    assert _digest(run / "checkpoints") == saved
-    assert (run / "metrics.earlier-1.json").read_text() == earlier_record
-    assert json.loads((run / "metrics.earlier-2.json").read_text())["error"].startswith("ConfigError: batch=0")
-    latest = json.loads((run / "metrics.json").read_text())
-    assert latest["status"] == "failed" and "already holds checkpoints" in latest["error"]
+    assert _digest(run) == saved  # no metrics.earlier-*.json either
+    assert (run / "metrics.json").read_text() == earlier_record
+
+
+def test_impl_triton_where_it_cannot_run_is_refused_before_training(tmp_path, monkeypatch):
+    from rnn_lightning.nn.triton import launch
+
+    monkeypatch.setattr(launch, "interpreted", lambda: False)  # this CPU without Triton's interpreter
+    with pytest.raises(ValueError, match="model.impl=triton runs on CUDA tensors, and this input is on cpu"):
+        train(compose_config([*TINY_SINE, QUICK_LBFGS, "model.impl=triton"], tmp_path))
+    assert not (tmp_path / "checkpoints").exists()

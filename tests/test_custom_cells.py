@@ -124,3 +124,15 @@ def test_a_cell_of_yours_trains_on_sine(tmp_path):
     train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1", "model.cell=examples.cells.MinimalGatedUnit"], tmp_path))
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "completed" and record["test"]["test/train_mse"] < 1.0
+
+
+def test_auto_takes_triton_on_cuda_only_for_built_in_cells_it_fits(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(registry, "triton_available", lambda: True)
+    on_gpu = SimpleNamespace(is_cuda=True)  # choose_impl reads only where the input lives
+    assert registry.choose_impl("auto", Recurrent("gru", 3, 256).cells[0], on_gpu) == "triton"
+    assert registry.choose_impl("auto", Recurrent("gru", 3, 384).cells[0], on_gpu) == "fused"  # over the kernels' 256
+    assert registry.choose_impl("auto", Recurrent("examples.cells.PeepholeLSTM", 3, 8).cells[0], on_gpu) == "loop"
+    monkeypatch.setattr(registry, "triton_available", lambda: False)
+    assert registry.choose_impl("auto", Recurrent("gru", 3, 8).cells[0], on_gpu) == "fused"

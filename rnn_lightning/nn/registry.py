@@ -6,7 +6,8 @@ Implementations (all the same parameters, all proven equal to each other and to 
 * ``loop``: the readable cell called once per time step (``loop.py``); runs any cell;
 * ``fused``: blocks of time steps with a hand-written backward, for CPU (``fused/``); the built-in cells only;
 * ``triton``: one GPU kernel launch per layer and direction (``triton/``); the built-in cells only;
-* ``auto``: ``triton`` for CUDA inputs when Triton is installed, else ``fused``; ``loop`` for a user's own cell.
+* ``auto``: ``triton`` for CUDA inputs when Triton is installed and the hidden size fits its kernels (256), else
+  ``fused``; ``loop`` for a user's own cell.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from rnn_lightning.nn.cells import GRUCell, LSTMCell, RNNCell, State
 from rnn_lightning.nn.loop import run_loop
+from rnn_lightning.nn.triton import MAX_HIDDEN_SIZE as TRITON_MAX_HIDDEN_SIZE  # torch only: triton is not imported
 
 log = logging.getLogger("rnn_lightning")
 
@@ -109,7 +111,7 @@ def choose_impl(impl: str, cell: nn.Module, x: Tensor) -> str:
         return impl
     if not is_built_in(cell):
         return "loop"
-    if x.is_cuda and triton_available():
+    if x.is_cuda and triton_available() and getattr(cell, "hidden_size", 0) <= TRITON_MAX_HIDDEN_SIZE:
         return "triton"
     return "fused"
 

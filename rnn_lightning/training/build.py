@@ -19,11 +19,11 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from rnn_lightning.training.callbacks import EpochSummary
+from rnn_lightning.training.callbacks import EpochLearningRate, EpochSummary, LayerSummary, TerminalProgressBar
 from rnn_lightning.training.checkpoint_io import AtomicCheckpointIO
 from rnn_lightning.training.checks import (
     ConfigError,
@@ -37,8 +37,9 @@ from rnn_lightning.training.determinism import SeedEachBatch
 from rnn_lightning.training.distributed import SameModelEverywhere
 from rnn_lightning.training.numerics import FiniteGuard
 from rnn_lightning.training.resume import Checkpoint, check_resume_data, read_resume_checkpoint
-from rnn_lightning.training.run_name import run_name
+from rnn_lightning.training.run_name import run_name, swept_keys
 from rnn_lightning.training.signals import GracefulStop, StopRequest
+from rnn_lightning.training.tensorboard import TaskTensorBoardLogger
 
 log = logging.getLogger("rnn_lightning")
 
@@ -49,7 +50,7 @@ class Run:
     module: L.LightningModule
     datamodule: L.LightningDataModule
     best: ModelCheckpoint  # the best checkpoint by the monitored metric
-    logger: TensorBoardLogger
+    logger: TaskTensorBoardLogger
     resume: Checkpoint | None
 
 
@@ -72,7 +73,7 @@ def build_run(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> Run:
         monitor=cfg.monitor.metric,
         mode=cfg.monitor.mode,
     )
-    logger = TensorBoardLogger(output_dir, name="tensorboard", version=run_name(), default_hp_metric=False)
+    logger = TaskTensorBoardLogger(output_dir, task=cfg.task_name, version=run_name(), swept=swept_keys())
     trainer = build_trainer(
         cfg,
         callbacks=[best, last_checkpoint(output_dir), *callbacks(cfg, output_dir, stop)],
@@ -80,8 +81,10 @@ def build_run(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> Run:
         # metrics.csv beside TensorBoard: every logged value per epoch, for scripts (a new version per resume).
         logger=[logger, CSVLogger(output_dir, name="csv")],
         enable_progress_bar=is_terminal(),
+        enable_model_summary=False,  # LayerSummary instead, in callbacks(), where the config asks for one
     )
     check_trainer(trainer, cfg)
+    check_triton(cfg, trainer)
     note_float64_on_gpu(trainer)
     datamodule = instantiate_plainly(cfg.data)
     # Built before fit so that the module can be sized by the data (the vocabulary). Every DDP process does this
@@ -95,6 +98,18 @@ def build_run(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> Run:
     # and 64-bit weights copied into a float32 module would be rounded (the resumed run would drift).
     module = trainer.precision_plugin.convert_module(module)
     return Run(trainer, module, datamodule, best, logger, resume)
+
+
+def check_triton(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """model.impl=triton where it cannot run (no CUDA, or no Triton) fails now, not at the first batch."""
+    if cfg.model.impl != "triton":
+        return
+    from rnn_lightning.nn.triton import check_runnable
+
+    try:
+        check_runnable(trainer.strategy.root_device)
+    except (ImportError, RuntimeError) as error:
+        raise ConfigError(str(error)) from None
 
 
 def note_float64_on_gpu(trainer: L.Trainer) -> None:
@@ -125,7 +140,7 @@ def build_trainer(cfg: DictConfig, **arguments: Any) -> L.Trainer:
         raise
 
 
-def one_process_tester(cfg: DictConfig, logger: TensorBoardLogger) -> L.Trainer:
+def one_process_tester(cfg: DictConfig, logger: TaskTensorBoardLogger) -> L.Trainer:
     """A one-device Trainer for the test set after DDP: Lightning's own advice, so that each review is scored
     exactly once by the process that writes the results."""
     return build_trainer(
@@ -183,15 +198,17 @@ def last_checkpoint(output_dir: Path) -> ModelCheckpoint:
 
 def callbacks(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> list[L.Callback]:
     found: list[L.Callback] = [
-        RichProgressBar() if is_terminal() else EpochSummary(),
+        TerminalProgressBar() if is_terminal() else EpochSummary(),
         SeedEachBatch(cfg.seed),
         FiniteGuard(monitor=cfg.monitor.metric),
         GracefulStop(stop, output_dir / "checkpoints" / "last.ckpt"),
         SameModelEverywhere(),
     ]
+    if cfg.trainer.get("enable_model_summary", True):
+        found.append(LayerSummary())
     if schedule_of(cfg):
         # One train/lr point per epoch (the rate the epoch trains with), beside the losses in TensorBoard.
-        found.append(LearningRateMonitor(logging_interval="epoch"))
+        found.append(EpochLearningRate(logging_interval="epoch"))
     if cfg.early_stopping_patience:
         found.append(
             EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)
