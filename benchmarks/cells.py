@@ -1,7 +1,8 @@
-"""Forward + backward speed and peak memory of rnn / lstm / gru x {loop, fused, torch}.
+"""Forward + backward speed and peak memory of rnn / lstm / gru x {loop, fused, triton, torch}.
 
 ``python -m benchmarks.cells`` (``make bench``; ``--quick`` for a short run, ``--json`` for rows,
-``--floor`` for a ``gemm`` row per cell: the matrix products alone, see ``bench_floor.py``).
+``--floor`` for a ``gemm`` row per cell: the matrix products alone, see ``floor.py``; ``--device cuda`` for the GPU:
+rows fused, triton and torch, which there is cuDNN).
 
 Protocol, the same for every implementation:
 
@@ -14,7 +15,8 @@ Protocol, the same for every implementation:
   the ``torch`` row of that same group (same process, same minutes). The clock (``--clock``): on CPU
   with one thread, the calling thread's CPU time, which holds the whole step (ops, MKL, the autograd
   engine's CPU backward, page faults) but not the time other processes hold the core; with more threads
-  or on CUDA, wall clock (after a synchronize). ``--clock wall`` forces wall clock;
+  wall clock; on CUDA, CUDA events around the step (the device's time for its queued work). ``--clock wall``
+  forces wall clock on CPU;
 * threads: set explicitly (``--threads``, default 1) and printed. One thread is the default because
   this project's 2-core machines are shared: with two OpenMP threads, every small op waits for the
   other core, and timings swing tenfold with the neighbours' load. Pass ``--threads 2`` on a quiet one;
@@ -56,7 +58,9 @@ from rnn_lightning.nn.reference import torch_twin
 
 CELLS = ("rnn", "lstm", "gru")
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
-IMPLS = ("loop", "fused", "torch")
+IMPLS = ("loop", "fused", "triton", "torch")
+# What runs where by default: the Triton kernels on a GPU, the loop on a CPU (on a GPU it is a launch-bound reference).
+DEFAULT_IMPLS = {"cpu": ("loop", "fused", "torch"), "cuda": ("fused", "triton", "torch")}
 
 
 @dataclass(frozen=True)
@@ -139,10 +143,18 @@ def median_times(
         for impl, step in steps.items():
             step.reset()
             _sync(device)
-            before, start = _faults(), clock()
-            step()
-            _sync(device)
-            times[impl].append((clock() - start) * 1e3)
+            if device.startswith("cuda"):  # CUDA events: the device's own time of the step's work, queued and all
+                start_event, end_event = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                before = _faults()
+                start_event.record()
+                step()
+                end_event.record()
+                end_event.synchronize()
+                times[impl].append(start_event.elapsed_time(end_event))
+            else:
+                before, start = _faults(), clock()
+                step()
+                times[impl].append((clock() - start) * 1e3)
             faults[impl].append((_faults() - before) * 4096 / 2**20)
     return (
         {impl: statistics.median(ts) for impl, ts in times.items()},
@@ -243,7 +255,9 @@ def format_table(rows: list[dict], faults: list[float]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cells", description=__doc__.split("\n")[0])
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
-    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    parser.add_argument(
+        "--impls", nargs="+", choices=IMPLS, help="default: loop fused torch on CPU, fused triton torch on CUDA"
+    )
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"], help="default: per shape")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per implementation (median)")
@@ -261,6 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up, sine float32 and b200 only")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args(argv)
+    args.impls = args.impls or list(DEFAULT_IMPLS["cuda" if args.device.startswith("cuda") else "cpu"])
     if args.quick:
         args.repeats, args.warmup = 3, 1
         args.shapes = [s for s in args.shapes if s in ("sine", "sentiment-b200")] or args.shapes
