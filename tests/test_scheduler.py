@@ -96,7 +96,9 @@ def test_cosine_through_the_composed_config_follows_the_closed_form(cosine_run):
     expected = [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
     events = EventAccumulator(str(next((cosine_run / "tensorboard").iterdir())))
     events.Reload()
-    assert [event.value for event in events.Scalars(LR_LOG_NAME)] == pytest.approx(expected, rel=1e-6)  # float32
+    rates = events.Scalars(f"sine/{LR_LOG_NAME}")  # TensorBoard's tags carry the task (training/tensorboard.py)
+    assert [event.value for event in rates] == pytest.approx(expected, rel=1e-6)  # float32
+    assert [event.step for event in rates] == [0, 1, 2, 3]  # each epoch's rate at that epoch
     last = torch.load(cosine_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-15)
     assert last["lr_schedulers"][0]["T_max"] == 4  # T_max: ${epochs}

@@ -28,18 +28,27 @@ def forecast_figure(waves: np.ndarray, forecasts: np.ndarray, context: int, name
     return figure
 
 
-def confusion_figure(matrix: np.ndarray, labels: list[str]) -> Figure:
-    """A confusion matrix with counts in the cells; rows are true labels, columns predictions."""
-    figure = Figure(figsize=(3.8, 3.4), layout="tight")
+def confusion_figure(matrix: np.ndarray, labels: list[str], title: str) -> Figure:
+    """Rows are the true labels, columns the predictions; each cell says its count and its share of the row.
+
+    Coloured by that share on a fixed 0-1 scale, so the same colour means the same in every run, and each count is
+    written in black or white by how dark its own cell is.
+    """
+    shares = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+    figure = Figure(figsize=(3.6, 3.4), layout="constrained")
     ax = figure.subplots()
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(labels)), labels, fontsize=12)
+    ax.set_yticks(range(len(labels)), labels, fontsize=12)
+    ax.set_xlabel("predicted", fontsize=12)
+    ax.set_ylabel("true", fontsize=12)
+    correct = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"{title}\n{int(matrix.sum())} reviews, {correct:.1%} correct", fontsize=12)
     for (i, j), count in np.ndenumerate(matrix):
-        color = "white" if count > matrix.max() / 2 else "black"
-        ax.text(j, i, str(int(count)), ha="center", va="center", color=color)
+        red, green, blue, _ = image.cmap(image.norm(shares[i, j]))
+        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # the luma of the cell's colour
+        text = f"{int(count)}\n{shares[i, j]:.0%}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=16, color="white" if dark else "black")
     return figure
 
 

@@ -17,6 +17,7 @@ from rnn_lightning.models.base import RecurrentTask
 from rnn_lightning.models.figures import confusion_figure, save_figure
 from rnn_lightning.models.head import make_head
 from rnn_lightning.models.metrics import Accuracy
+from rnn_lightning.models.misclassified import misclassified_markdown
 from rnn_lightning.models.readout import READOUTS, last_state, pool, readout_width
 from rnn_lightning.nn import Recurrent
 
@@ -153,28 +154,21 @@ class SentimentClassifier(RecurrentTask):
     def on_test_epoch_end(self) -> None:
         matrix = self.test_confusion.compute().cpu().numpy()
         self.test_confusion.reset()
-        figure = confusion_figure(matrix, LABELS)
+        figure = confusion_figure(matrix, LABELS, "test set, best checkpoint")
         save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "confusion.png")
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_figure"):
-            experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step, close=False)
+        if hasattr(self.logger, "log_figure"):  # the run's TensorBoard logger (training/tensorboard.py)
+            self.logger.log_figure("test/confusion_matrix", figure)
             table = self.misclassified_table()
             if table:
-                experiment.add_text("test/misclassified", table, global_step=self.global_step)
+                self.logger.log_text("test/misclassified", table)
 
-    def misclassified_table(self, limit: int = 50) -> str:
-        """A markdown table of the test reviews the model got wrong, most confident mistakes first."""
+    def misclassified_table(self) -> str:
+        """The test reviews the model got wrong, most confident mistakes first (``misclassified.py``)."""
         texts = getattr(getattr(self.trainer, "datamodule", None), "test_texts", None)
         if not texts or not self.test_predictions:
             return ""
-        predictions, positive, labels = (torch.cat(parts).cpu() for parts in zip(*self.test_predictions))
-        wrong = (predictions != labels).nonzero().flatten().tolist()
-        wrong.sort(key=lambda i: -abs(float(positive[i]) - 0.5))
-        rows = ["| review | true | predicted | p(positive) |", "|---|---|---|---|"]
-        for i in wrong[:limit]:
-            text = texts[i].replace("|", "\\|")
-            rows.append(f"| {text} | {LABELS[labels[i]]} | {LABELS[predictions[i]]} | {float(positive[i]):.3f} |")
-        return "\n".join(rows)
+        predictions, positive, labels = (torch.cat(parts) for parts in zip(*self.test_predictions))
+        return misclassified_markdown(texts, predictions, positive, labels, LABELS)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

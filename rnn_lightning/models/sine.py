@@ -111,5 +111,5 @@ class SineForecaster(RecurrentTask):
         names = [f"test sequence {i}: context {self.hparams.context} points, then forecast" for i in range(len(waves))]
         figure = forecast_figure(waves, forecasts, self.hparams.context, names)
         save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "forecast.png")
-        if self.logger is not None and hasattr(self.logger.experiment, "add_figure"):
-            self.logger.experiment.add_figure("test/forecast", figure, global_step=self.global_step, close=False)
+        if hasattr(self.logger, "log_figure"):  # the run's TensorBoard logger (training/tensorboard.py)
+            self.logger.log_figure("test/forecast", figure)

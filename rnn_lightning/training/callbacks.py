@@ -1,10 +1,15 @@
-"""Small callbacks: plain-text epoch summaries for logs that are not a terminal."""
+"""What the console shows: Lightning's rich progress bar in a terminal, one line per epoch elsewhere (``build.py``
+picks), the model's layers, and no promotional tips; and the learning rate drawn at its epoch."""
 
 from __future__ import annotations
 
 import logging
 
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch.utilities.model_summary import get_human_readable_count, summarize
+from torch import nn
+from torchmetrics import Metric
 
 log = logging.getLogger("rnn_lightning")
 
@@ -16,3 +21,73 @@ class EpochSummary(L.Callback):
         metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k}
         text = "  ".join(f"{k}={float(v):.5g}" for k, v in sorted(metrics.items()))
         log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs, text)
+
+
+class TerminalProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without ``v_num``: the end of the run's name, which the bar cuts to 4 letters."""
+
+    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, int | str | float | dict]:
+        metrics = super().get_metrics(trainer, module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+class LayerSummary(ModelSummary):
+    """Lightning's model summary of the layers alone: name, type and parameter count, down to the recurrent cells.
+
+    Lightning lists every submodule, and a module's torchmetrics objects are submodules too: they filled most rows
+    with zero parameters. Containers (a ModuleList of cells) are left out, their items are listed; so are the FLOPs
+    column, 0 unless a module defines an example input, and the train/eval mode (all train when fit starts).
+    Logged, so it also lands in the job's log file.
+    """
+
+    def __init__(self, max_depth: int = 3) -> None:
+        super().__init__(max_depth=max_depth)
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not self._max_depth or not trainer.is_global_zero:
+            return
+        summary = summarize(module, max_depth=self._max_depth)
+        rows = [
+            (name, kind, get_human_readable_count(count))
+            for name, kind, count in zip(summary.layer_names, summary.layer_types, summary.param_nums)
+            if is_layer(module, name)
+        ]
+        log.info("%s", layer_table(rows, summary.trainable_parameters, summary.total_parameters))
+
+
+def is_layer(module: nn.Module, name: str) -> bool:
+    """Whether ``module.<name>`` is a layer: not a container, not a metric nor part of one."""
+    parts = name.split(".")
+    owners = [module.get_submodule(".".join(parts[: i + 1])) for i in range(len(parts))]
+    return not isinstance(owners[-1], nn.ModuleList | nn.ModuleDict) and not any(
+        isinstance(owner, Metric) for owner in owners
+    )
+
+
+def layer_table(rows: list[tuple[str, str, str]], trainable: int, total: int) -> str:
+    """``rows`` of (name, type, parameters) as an aligned text table, with the totals under it."""
+    header = ("layer", "type", "params")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(3)]
+    lines = [f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {count:>{widths[2]}}" for name, kind, count in (header, *rows)]
+    lines.insert(1, "-" * len(lines[0]))
+    frozen = f", {get_human_readable_count(total - trainable).strip()} frozen" if total > trainable else ""
+    lines.append(f"{get_human_readable_count(total).strip()} parameters{frozen}")
+    return "model:\n" + "\n".join(lines)
+
+
+class EpochLearningRate(LearningRateMonitor):
+    """Lightning's learning-rate monitor, whose values also say their epoch, as Lightning adds to every metric it
+    logs itself: the TensorBoard logger draws all scalars against the epoch (``tensorboard.py``)."""
+
+    def _extract_stats(self, trainer: L.Trainer, interval: str) -> dict[str, float]:
+        stats = super()._extract_stats(trainer, interval)
+        return {**stats, "epoch": trainer.current_epoch} if stats else stats
+
+
+class NoTips(logging.Filter):
+    """Drops Lightning's promotional tips ("💡 Tip: ... try installing litlogger ..."), logged at INFO on every
+    Trainer with no setting to turn them off (Lightning 2.6)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("lightning.") and str(record.msg).startswith("💡 Tip"))

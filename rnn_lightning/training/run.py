@@ -99,9 +99,9 @@ def test_and_record(
     tester = one_process_tester(cfg, run.logger) if distributed else run.trainer
     tested = tester.test(run.module, datamodule=run.datamodule, ckpt_path=run.best.best_model_path or None)
     test_metrics = {name: float(value) for name, value in tested[0].items()}
-    hparam_metrics = {f"hparams/{name}": value for name, value in test_metrics.items()}
-    hparam_metrics["hparams/best_val"] = math.nan if best is None else best
-    run.logger.log_hyperparams(run_params(cfg), metrics=hparam_metrics)
+    # This job's row in TensorBoard's HParams table: its params, and its results by their names in metrics.json.
+    results = {"best_val": math.nan if best is None else best, **test_metrics}
+    run.logger.log_hyperparams(run_params(cfg), metrics=results)
     record.finish("completed", test=test_metrics, epochs=epochs)
     log.info("best %s = %s; test %s; outputs in %s", cfg.monitor.metric, best, test_metrics, output_dir)
     return best
