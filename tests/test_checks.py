@@ -315,8 +315,8 @@ def test_a_failed_check_keeps_the_earlier_runs_files(checkpoints, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(checkpoints["sine"].parent.parent, run)
     earlier_record = (run / "metrics.json").read_text()
-    saved = _digest(run)
-    assert "last.ckpt" in _digest(run / "checkpoints") and json.loads(earlier_record)["status"] == "completed"
+    saved, names = _digest(run / "checkpoints"), sorted(p.name for p in run.iterdir())
+    assert "last.ckpt" in saved and json.loads(earlier_record)["status"] == "completed"
 
     with pytest.raises(ValueError, match="batch=0 must be a positive whole number"):
         train(compose_config([*TINY_SINE, QUICK_LBFGS, "batch=0"], run))
@@ -324,8 +324,9 @@ def test_a_failed_check_keeps_the_earlier_runs_files(checkpoints, tmp_path):
         train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1"], run))
     assert f"Continue that run with ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in str(refused.value)
 
-    assert _digest(run) == saved  # no metrics.earlier-*.json either
+    assert _digest(run / "checkpoints") == saved
     assert (run / "metrics.json").read_text() == earlier_record
+    assert sorted(p.name for p in run.iterdir()) == names  # no metrics.earlier-*.json either
 
 
 def test_impl_triton_where_it_cannot_run_is_refused_before_training(tmp_path, monkeypatch):

@@ -2,7 +2,10 @@
 
     python -m rnn_lightning.cli.predict ckpt_path=outputs/.../checkpoints/last.ckpt text="an utterly charming film"
 
-Several ``text=...`` arguments classify several reviews. Each prints ``label  p(label)  text``.
+Several ``text=...`` arguments classify several reviews. Each prints one row, ``label  p(label)  text``, whatever the
+text holds: a newline, a tab or another character that is not printable is written as its Python escape (``\\n``,
+``\\t``, ``\\x1b``) and a backslash as ``\\\\``. A text cut to the model's ``max_len`` tokens, or one with no word
+the model knows, gets a note on stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rnn_lightning.data.encoding import encode_batch
-from rnn_lightning.data.tokenizer import TOKENIZER_VERSION
+from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.models.sentiment import LABELS, SentimentClassifier
 from rnn_lightning.training.checks import ConfigError
@@ -34,8 +37,6 @@ def parse_arguments(argv: list[str]) -> tuple[Path, list[str]]:
             texts.append(value)
     if ckpt_path is None or not texts:
         raise SystemExit(f"both ckpt_path=... and at least one text=... are needed\n{USAGE}")
-    if not ckpt_path.is_file():
-        raise SystemExit(f"checkpoint {ckpt_path} does not exist; pass the path of a .ckpt file from a run")
     return ckpt_path, texts
 
 
@@ -66,11 +67,34 @@ def classify(model: SentimentClassifier, texts: list[str]) -> list[tuple[str, fl
     return [(LABELS[int(i)], float(p[i])) for i, p in zip(best, probabilities)]
 
 
+def notes(model: SentimentClassifier, texts: list[str]) -> list[str]:
+    """What the model did not read: words past ``max_len``, or a text of words it never saw (all ``<unk>``)."""
+    vocab, max_len = Vocabulary(model.vocab), model.hparams.tokenizer["max_len"]
+    found = []
+    for number, text in enumerate(texts, 1):
+        tokens = tokenize(text)
+        read = vocab.encode(tokens[:max_len])
+        if len(tokens) > max_len:
+            found.append(f"text {number}: cut to its first {max_len} of {len(tokens)} tokens (the model's max_len)")
+        if all(token == Vocabulary.UNK for token in read):
+            what = "has no words" if not tokens else "has no word the model knows (every word is <unk>)"
+            found.append(f"text {number} {what}: its label is a guess that says nothing about the text")
+    return found
+
+
+def one_line(text: str) -> str:
+    """``text`` on one row: backslashes doubled, characters that are not printable as their Python escapes."""
+    text = text.replace("\\", "\\\\")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def main(argv: list[str] | None = None) -> None:
     ckpt_path, texts = parse_arguments(sys.argv[1:] if argv is None else argv)
     model = load_classifier(ckpt_path)
     for text, (label, probability) in zip(texts, classify(model, texts)):
-        print(f"{label}\t{probability:.3f}\t{text}")
+        print(f"{label}\t{probability:.3f}\t{one_line(text)}")
+    for note in notes(model, texts):
+        print(f"note: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

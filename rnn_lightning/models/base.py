@@ -37,6 +37,7 @@ class RecurrentTask(L.LightningModule):
         self.schedule = Schedule.of(scheduler)  # falsy for scheduler=none
         self.automatic_optimization = not is_lbfgs(self.optim_config)
         self.train_loss = WeightedMean()  # updated every step without a host read (metrics.py)
+        self.train_loss.persistent(True)  # in checkpoints: a run resumed mid-epoch goes on with the epoch's sum
 
     def training_loss(self, batch: Any) -> Tensor:
         raise NotImplementedError

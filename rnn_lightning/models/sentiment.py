@@ -85,6 +85,10 @@ class SentimentClassifier(RecurrentTask):
         self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy()
         self.val_loss, self.test_f1 = MeanMetric(), BinaryF1Score()
         self.val_acc_best = MaxMetric()
+        # Saved in checkpoints, so a resumed run logs what an uninterrupted one does (an older checkpoint without
+        # them loads too: torchmetrics then keeps the fresh state).
+        for running in (self.train_acc, self.val_acc_best):
+            running.persistent(True)
         self.test_confusion = BinaryConfusionMatrix()
         self.test_predictions: list[tuple[Tensor, Tensor, Tensor]] = []
 

@@ -45,6 +45,7 @@ class SineForecaster(RecurrentTask):
         self.head = make_head(self.rnn.output_size, 1, head_hidden, head_activation)
         self.val_mse = MeanMetric()
         self.val_mse_best = MinMetric()
+        self.val_mse_best.persistent(True)  # in checkpoints, so a resumed run goes on with its best so far
         self.test_outputs: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:

@@ -6,6 +6,9 @@ node (/tmp on a local disk, outputs on NFS) it becomes a copy, and a SIGKILL dur
 ``last.ckpt`` where the previous epoch's good one was. Here the temporary file sits beside the target (a hidden
 ``.<name>.tmp`` that no ``*.ckpt`` pattern matches), is flushed to disk, and is renamed over the target with
 ``os.replace``, which POSIX makes atomic within one filesystem.
+
+A write that fails (a full disk) removes its temporary file, so the disk is not left fuller than before, and raises the
+``OSError`` that started it: torch's zip writer turns it into ``RuntimeError: ... unexpected pos``, which says nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from rnn_lightning.training.record import first_error
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
@@ -26,8 +31,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.tmp")
-        with open(temporary, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
+        try:
+            with open(temporary, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            cause = first_error(error)
+            if isinstance(cause, OSError):
+                written = "the checkpoints written before are kept"
+                raise OSError(cause.errno, f"{cause.strerror} while writing {target}; {written}") from cause
+            raise

@@ -1,21 +1,24 @@
 """Settings a user can get wrong, checked before anything is read, built or trained.
 
-Every message names the setting and its value and says what to do. :func:`check_config` needs the config only;
-:func:`check_trainer` the Trainer built from it (Lightning has parsed the devices by then); :func:`check_output_dir`
-looks at files. Checkpoints to resume from are checked in ``resume.py``. Settings that belong to a data module
-(``data.max_len``, the data files) are checked by the data module itself, which also runs outside ``train()``;
-``train()`` builds it before fitting, so those fail before training too.
+Every message names the setting and its value and says what to do. :func:`check_config` needs the config only (and
+refuses a ``+key`` that nothing would read, ``typos.py``); :func:`check_trainer` the Trainer built from it (Lightning
+has parsed the devices by then); :func:`check_output_dir` looks at files. Checkpoints to resume from are checked in
+``resume.py``. Settings that belong to a data module (``data.max_len``, the data files) are checked by the data module
+itself, which also runs outside ``train()``; ``train()`` builds it before fitting, so those fail before training too.
+Such a mistake is a *user error* (:func:`is_user_error`): train.py shows it as its message alone.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from hydra.utils import get_class
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
@@ -23,11 +26,31 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnn_lightning.models.optimization import Schedule, is_lbfgs
 from rnn_lightning.training.options import option_name
+from rnn_lightning.training.params import job_overrides
 from rnn_lightning.training.record import first_line
+from rnn_lightning.training.typos import check_added_keys
 
 
 class ConfigError(ValueError):
     """A setting the user can fix; raised before training starts."""
+
+
+class UserError(CompactHydraException):
+    """A user error as train.py hands it to Hydra, which prints such an error's message alone, without a traceback
+    (``HYDRA_FULL_ERROR=1`` shows it, the error it was raised from included)."""
+
+
+def is_user_error(error: BaseException) -> bool:
+    """A mistake the user can fix, found before training: a :class:`ConfigError`, or a ``ValueError`` or
+    ``FileNotFoundError`` that the data code raised while the run was being built (a data module's own checks, which
+    also run outside ``train()``). Anything else is a crash of our code, which keeps its traceback."""
+    if isinstance(error, ConfigError):
+        return True
+    if not isinstance(error, ValueError | FileNotFoundError):
+        return False
+    frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
+    building = any(frame.f_code.co_name == "build_run" for frame in frames)
+    return building and frames[-1].f_globals.get("__name__", "").startswith("rnn_lightning.data.")
 
 
 def plain(node: Any) -> dict[str, Any]:
@@ -40,6 +63,10 @@ def schedule_of(cfg: DictConfig) -> Schedule:
 
 
 def check_config(cfg: DictConfig) -> None:
+    groups = HydraConfig.get().runtime.choices.keys() if HydraConfig.initialized() else ()
+    unread = check_added_keys(cfg, job_overrides(), groups)
+    if unread:
+        raise ConfigError("\n".join(unread))
     _positive_int(cfg.batch, "batch", "examples per batch (per process under DDP)")
     _positive_int(cfg.epochs, "epochs", "passes over the training data")
     _positive_int(cfg.model.hidden_size, "model.hidden_size", "units per recurrent layer")

@@ -1,16 +1,26 @@
-"""``metrics.json``: what a job did, written when it starts and rewritten when it ends.
+"""``metrics.json``: what a job did, written when it starts, after every epoch, and when it ends.
 
-A job that crashes hard leaves ``status: running`` behind, which tells a report that it never finished.
-Writes go to a temporary file first and are renamed into place, so the file is never half-written.
+A job that crashes hard leaves ``status: running`` behind, which tells a report that it never finished; its
+``epochs`` says how many epochs it had completed (and checkpointed) by then.
+Writes go to a temporary file first and are renamed into place, so the file is never half-written; a write that fails
+removes its temporary file. A full disk must not cost the final record: the record keeps a little room beside itself
+(a hidden ``.metrics.json.reserve`` of 64 KiB), which it frees before writing how the job ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import lightning as L
+
+log = logging.getLogger("rnn_lightning")
+RESERVE_BYTES = 64 * 1024  # the final record (a few KiB) and the error's lines in train.log
 
 
 def first_line(error: BaseException) -> str:
@@ -18,9 +28,20 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def first_error(error: BaseException) -> BaseException:
+    """The error that started it: one raised *while handling* another (Python's "During handling of the above
+    exception, another exception occurred") is a consequence, e.g. torch's ``unexpected pos`` after a write failed
+    with ENOSPC. An error raised *from* another on purpose (``raise ... from``) is kept: it says more."""
+    while error.__context__ is not None and error.__cause__ is None and not error.__suppress_context__:
+        error = error.__context__
+    return error
+
+
 class RunRecord:
-    def __init__(self, path: Path, **fields: Any) -> None:
+    def __init__(self, path: Path, kept: Path | None = None, **fields: Any) -> None:
         self.path = Path(path)
+        self.kept = kept  # the earlier run's metrics.json, renamed by keep_earlier_record
+        self.reserve = self.path.with_name(f".{self.path.name}.reserve")
         self.started = time.monotonic()
         self.fields: dict[str, Any] = {
             "status": "running",
@@ -32,20 +53,47 @@ class RunRecord:
             **fields,
         }
         self.write()
+        _write_atomically(self.reserve, bytes(RESERVE_BYTES))
 
     def update(self, **fields: Any) -> None:
         self.fields.update(fields)
         self.write()
 
     def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
+        """The last write; it never raises, so that it cannot hide the error it records (it logs its own)."""
+        self.reserve.unlink(missing_ok=True)
         wall = round(time.monotonic() - self.started, 2)
-        self.update(status=status, error=None if error is None else first_line(error), wall_seconds=wall, **fields)
+        self.fields.update(status=status, error=None if error is None else first_line(error), wall_seconds=wall)
+        try:
+            self.update(**fields)
+        except OSError as failed:
+            log.error("could not record the run's end (%s) in %s: %s", status, self.path, first_line(failed))
+
+    def withdraw(self) -> None:
+        """A refused run: put the earlier run's metrics.json back, as if this launch had never happened."""
+        self.reserve.unlink(missing_ok=True)
+        if self.kept is None:
+            return
+        with contextlib.suppress(OSError):
+            os.replace(self.kept, self.path)
+            log.info("this run was refused: %s is the earlier run's again", self.path.name)
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.fields, indent=2, default=_plain) + "\n")
-        os.replace(temporary, self.path)
+        _write_atomically(self.path, (json.dumps(self.fields, indent=2, default=_plain) + "\n").encode())
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(content)
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, f"{error.strerror} while writing {path}") from error
+        raise
 
 
 def _plain(value: Any) -> Any:
@@ -58,11 +106,31 @@ def _plain(value: Any) -> Any:
 class NoRecord:
     """What DDP ranks other than 0 keep instead of a RunRecord: they must not write rank 0's metrics.json."""
 
+    kept = None
+
     def update(self, **fields: Any) -> None:
         pass
 
     def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
         pass
+
+    def withdraw(self) -> None:
+        pass
+
+
+class RecordProgress(L.Callback):
+    """Writes the completed epochs into the record as each new epoch starts, after the previous one's checkpoints
+    were written (Lightning runs the checkpoint callbacks last at an epoch's end), and when training ends."""
+
+    def __init__(self, record: RunRecord | NoRecord) -> None:
+        self.record = record
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # under ddp_spawn every worker has a copy of the record
+            self.record.update(epochs=trainer.current_epoch)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, module)
 
 
 def keep_earlier_record(path: Path) -> Path | None:

@@ -60,9 +60,18 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
 
 
 def _intact_sibling_hint(path: Path) -> str:
-    """Name the other checkpoints of the same run, which a damaged one usually has beside it."""
-    others = sorted(p for p in path.parent.glob("*.ckpt") if p != path)
-    return f" Other checkpoints of that run: {', '.join(map(str, others))}." if others else ""
+    """Name the intact checkpoints of the same run, which a damaged one usually has beside it (each is read whole:
+    a truncated file is only found out by reading it)."""
+    others, intact = sorted(p for p in path.parent.glob("*.ckpt") if p != path), []
+    for other in others:
+        try:
+            torch.load(other, map_location="cpu", weights_only=True)
+        except Exception:
+            continue
+        intact.append(str(other))
+    if intact:
+        return f" Intact checkpoint{'s' if len(intact) > 1 else ''} of that run: {', '.join(intact)}."
+    return f" The other checkpoints beside it are damaged too ({', '.join(p.name for p in others)})." if others else ""
 
 
 def read_resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:

@@ -4,9 +4,11 @@
 the best value of the monitored metric (not the last epoch's), so that an optimizing sweeper can use it.
 
 Failures keep what is saved: settings are checked before anything is written (``build.py``), a folder with another
-run's checkpoints is refused, an earlier metrics.json is kept beside the new one, a NaN loss stops before it reaches a
-checkpoint (``numerics.py``), and Ctrl-C / SIGTERM save a resumable ``last.ckpt`` (``signals.py``). metrics.json ends
-as ``completed``, ``failed`` or ``interrupted`` with the message.
+run's checkpoints is refused, an earlier metrics.json is kept beside the new one (and put back where it was if this
+run is refused before training), a NaN or diverged loss stops before it reaches a checkpoint (``numerics.py``), and
+Ctrl-C / SIGTERM save a resumable ``last.ckpt`` (``signals.py``). metrics.json ends as ``completed``, ``failed`` or
+``interrupted`` with the message of the error that started it (not of one raised while handling it); the full
+traceback goes to the job's log file (train.log).
 
 Under DDP every process runs this function (Lightning's ``ddp`` re-runs train.py per device; SLURM and torchrun start
 one per device); only global rank 0 writes metrics.json, and the test set is scored once, by rank 0 alone.
@@ -27,7 +29,14 @@ from omegaconf import DictConfig
 from rnn_lightning.training.build import Run, build_run, one_process_tester
 from rnn_lightning.training.distributed import end_process_group, is_launch_zero
 from rnn_lightning.training.params import job_overrides, run_params
-from rnn_lightning.training.record import NoRecord, RunRecord, keep_earlier_record
+from rnn_lightning.training.record import (
+    NoRecord,
+    RecordProgress,
+    RunRecord,
+    first_error,
+    first_line,
+    keep_earlier_record,
+)
 from rnn_lightning.training.signals import Interrupted, StopRequest
 
 log = logging.getLogger("rnn_lightning")
@@ -43,8 +52,10 @@ def train(cfg: DictConfig) -> float | None:
     record = open_record(cfg, output_dir) if zero else NoRecord()
     stop = StopRequest()
     stop.install()
+    run = None
     try:
         run = build_run(cfg, output_dir, stop)
+        run.trainer.callbacks.append(RecordProgress(record))  # here, where the record is: epochs as they complete
         distributed = fit(run, cfg, stop)
         if not run.trainer.is_global_zero:
             return None
@@ -58,11 +69,28 @@ def train(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt as interrupt:  # only where handlers cannot be set (not the main thread)
         record.finish("interrupted", interrupt)
         raise
-    except Exception as error:
-        record.finish("failed", error)
-        raise
+    except Exception as raised:
+        error = first_error(raised)
+        if run is None and record.kept is not None:
+            record.withdraw()  # refused before training: the folder's earlier record stays what it was
+        else:
+            record.finish("failed", error)
+        log_to_file(raised, error)
+        if error is raised:
+            raise
+        raise error from None
     finally:
         stop.restore()
+
+
+def log_to_file(raised: BaseException, error: BaseException) -> None:
+    """The whole traceback into the job's log files (Hydra's train.log) only; the console has Hydra's report."""
+    files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
+    trace = (type(raised), raised, raised.__traceback__)
+    entry = log.makeRecord(log.name, logging.ERROR, __file__, 0, "the run failed: %s", (first_line(error),), trace)
+    for handler in files:
+        if entry.levelno >= handler.level:
+            handler.handle(entry)
 
 
 def open_record(cfg: DictConfig, output_dir: Path) -> RunRecord:
@@ -71,6 +99,7 @@ def open_record(cfg: DictConfig, output_dir: Path) -> RunRecord:
         log.info("kept the earlier metrics.json as %s", kept.name)
     return RunRecord(
         output_dir / "metrics.json",
+        kept=kept,
         task=cfg.task_name,
         monitor=cfg.monitor.metric,
         mode=cfg.monitor.mode,

@@ -17,7 +17,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class ExitNonZeroOnFailedJobs(Callback):
@@ -25,8 +25,10 @@ class ExitNonZeroOnFailedJobs(Callback):
         self.failed: list[str] = []  # the failed jobs' numbers, which are also their folder names in the sweep
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if job_return.status == JobStatus.FAILED:
-            self.failed.append(str(config.hydra.job.num))
+        # A single run has no job number (hydra.job.num is ??? there), and no sweep to fail at the end.
+        number = OmegaConf.select(config, "hydra.job.num", default=None)
+        if job_return.status == JobStatus.FAILED and number is not None:
+            self.failed.append(str(number))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.failed:
