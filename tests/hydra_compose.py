@@ -15,11 +15,13 @@ TINY_SINE = ["task=sine", "data.length=60", "data.context=30", "model.hidden_siz
 QUICK_LBFGS = "optim.max_iter=4"  # only where the task default (LBFGS) is in use
 
 
-def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The composed config with Hydra's own node set, as inside a real job; outputs under output_dir."""
+def compose_config(overrides: list[str], output_dir: Path, device: str = "cpu") -> DictConfig:
+    """The composed config with Hydra's own node set, as inside a real job; outputs under output_dir. ``device="gpu"``
+    trains on a CUDA GPU (tests/test_cuda.py)."""
     GlobalHydra.instance().clear()
+    first = FAST_CPU if device == "cpu" else [f"trainer={device}", *FAST_CPU[1:]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*FAST_CPU, *overrides], return_hydra_config=True)
+        cfg = compose("config", overrides=[*first, *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
