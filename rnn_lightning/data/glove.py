@@ -117,7 +117,9 @@ def _kumo_files() -> tuple[str, str]:
     try:
         data = resources.files(_KUMO_PACKAGE) / "data"
     except ModuleNotFoundError as err:
-        raise GloveNotInstalledError(f"The GloVe vectors of module.embeddings=kumo are not installed: {_INSTALL_HINT}.") from err
+        raise GloveNotInstalledError(
+            f"The GloVe vectors of module.embeddings=kumo are not installed: {_INSTALL_HINT}."
+        ) from err
     matrix = data / "glove_6B_50d_emb.npy"
     index = data / "glove_6B_index.parquet"
     if not (matrix.is_file() and index.is_file()):
