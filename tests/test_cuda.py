@@ -28,7 +28,7 @@ from rnn_lightning.training.signals import Interrupted
 REHEARSAL = not torch.cuda.is_available() and os.environ.get("RNN_LIGHTNING_REHEARSE_ON_CPU") == "1"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TRAINER = "gpu" if torch.cuda.is_available() else "cpu"
-pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() or REHEARSAL), reason="needs a CUDA GPU (make gpu-check)")
+pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() or REHEARSAL), reason="needs CUDA (make gpu-check)")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a real CUDA device")
 IMPLS = ["loop", "fused", "triton"]
 B, T, I, H = 5, 9, 4, 16
