@@ -45,6 +45,7 @@ def test_reproduce_reports_every_sweep_and_cites_the_course_report(tmp_path, mon
     assert not (tmp_path / "figures" / "sentiment_val_acc.png").exists()  # no sentiment jobs, no accuracy figure
 
 
+@pytest.mark.slow  # a real two-seed sentiment sweep and its ensemble: ~40 s; make test-full runs it
 def test_quick_reproduce_says_smoke_check_and_reports_the_ensemble(polarity_dir, tmp_path, monkeypatch):
     tiny_sentiment = ["model=gru", "model.hidden_size=8", "epochs=2", "trainer=cpu", f"data.data_dir={polarity_dir}"]
     quick = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]

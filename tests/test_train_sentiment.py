@@ -14,7 +14,12 @@ from rnn_lightning.cli.predict import classify, load_classifier
 from rnn_lightning.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model.hidden_size=16", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+TINY = [
+    "model.hidden_size=16",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=4",
+]
 
 
 def test_sentiment_is_the_default_task_with_the_report_split(polarity_dir, tmp_path):
