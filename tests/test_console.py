@@ -3,6 +3,7 @@ outside a terminal; in a terminal the rich progress bar, and a terminal left as 
 
 from __future__ import annotations
 
+import logging
 import os
 import pty
 import re
@@ -14,9 +15,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from hydra_compose import QUICK_LBFGS, TINY_SINE
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+from rnn_lightning.training.callbacks import SaidEarlyStopping
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [*TINY_SINE, QUICK_LBFGS, "trainer=cpu"]
@@ -131,3 +138,15 @@ def read_until(fd: int, done, timeout: float) -> str:
             break
         text += chunk.decode(errors="replace")
     return text
+
+
+def test_a_run_stopped_early_says_so_once_and_keeps_lightnings_state_key(caplog):
+    stopping = SaidEarlyStopping(monitor="val/acc", mode="max", patience=4)
+    assert stopping.state_key == EarlyStopping(monitor="val/acc", mode="max").state_key  # older checkpoints resume
+    trainer = SimpleNamespace(is_global_zero=True, max_epochs=15)
+    with caplog.at_level(logging.INFO, logger="rnn_lightning"):
+        stopping.on_train_end(trainer, None)  # ran to the end: nothing to say
+        stopping.stopped_epoch, stopping.wait_count = 12, 4
+        stopping.stopping_reason, stopping.best_score = EarlyStoppingReason.PATIENCE_EXHAUSTED, torch.tensor(0.7925)
+        stopping.on_train_end(trainer, None)
+    assert caplog.messages == ["stopped early after epoch 13/15: val/acc has not improved for 4 epochs (best 0.7925)"]

@@ -19,11 +19,17 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from rnn_lightning.training.callbacks import EpochLearningRate, EpochSummary, LayerSummary, TerminalProgressBar
+from rnn_lightning.training.callbacks import (
+    EpochLearningRate,
+    EpochSummary,
+    LayerSummary,
+    SaidEarlyStopping,
+    TerminalProgressBar,
+)
 from rnn_lightning.training.checkpoint_io import AtomicCheckpointIO
 from rnn_lightning.training.checks import (
     ConfigError,
@@ -211,7 +217,7 @@ def callbacks(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> list[L.Ca
         found.append(EpochLearningRate(logging_interval="epoch"))
     if cfg.early_stopping_patience:
         found.append(
-            EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)
+            SaidEarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)
         )
     return found
 

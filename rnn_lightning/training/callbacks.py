@@ -1,12 +1,14 @@
 """What the console shows: Lightning's rich progress bar in a terminal, one line per epoch elsewhere (``build.py``
-picks), the model's layers, and no promotional tips; and the learning rate drawn at its epoch."""
+picks), the model's layers, why a run stopped early, and no promotional tips; and the learning rate drawn at its
+epoch."""
 
 from __future__ import annotations
 
 import logging
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.model_summary import get_human_readable_count, summarize
 from torch import nn
 from torchmetrics import Metric
@@ -74,6 +76,26 @@ def layer_table(rows: list[tuple[str, str, str]], trainable: int, total: int) ->
     frozen = f", {get_human_readable_count(total - trainable).strip()} frozen" if total > trainable else ""
     lines.append(f"{get_human_readable_count(total).strip()} parameters{frozen}")
     return "model:\n" + "\n".join(lines)
+
+
+class SaidEarlyStopping(EarlyStopping):
+    """Lightning's early stopping, which also says that it ended the run: Lightning's own line comes only with
+    ``verbose=True``, and then beside a line for every improvement, which the epoch lines already show."""
+
+    @property
+    def state_key(self) -> str:
+        """EarlyStopping's key (Lightning keys a callback's saved state by its class name): checkpoints saved before
+        this subclass existed resume with their patience count."""
+        return EarlyStopping.__qualname__ + repr({"monitor": self.monitor, "mode": self.mode})
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not self.stopped_epoch or not trainer.is_global_zero:
+            return
+        if self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED:
+            why = f"{self.monitor} has not improved for {self.wait_count} epochs (best {float(self.best_score):.5g})"
+        else:
+            why = self.stopping_reason_message
+        log.info("stopped early after epoch %d/%d: %s", self.stopped_epoch + 1, trainer.max_epochs, why)
 
 
 class EpochLearningRate(LearningRateMonitor):
