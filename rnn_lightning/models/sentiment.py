@@ -98,14 +98,15 @@ class SentimentClassifier(RecurrentTask):
         if len(vocab) != self.embedding.num_embeddings:
             raise ValueError(f"vocab has {len(vocab)} words but vocab_size={self.embedding.num_embeddings}")
         try:
-            vectors, coverage = load_glove_vectors(Vocabulary(vocab), source, dim=self.embedding.embedding_dim)
+            vectors, _ = load_glove_vectors(
+                Vocabulary(vocab), source, dim=self.embedding.embedding_dim
+            )  # logs coverage
         except GloveNotInstalledError as missing:
             # The default run must still run where the vectors are not installed; it learns its embeddings instead
             # (a few points less accurate, docs/results.md).
             log.warning("%s Training with randomly initialised embeddings instead (module.embeddings=null).", missing)
             return
         self.embedding.weight.data.copy_(vectors)
-        log.info("pretrained embeddings from %s cover %.1f%% of the vocabulary", source, 100 * coverage)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """tokens: (B, T) word ids, right-padded; lengths: (B,) real tokens -> logits (B, 2)."""

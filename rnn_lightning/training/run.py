@@ -126,7 +126,10 @@ def test_and_record(
     epochs = completed_epochs(run.trainer, output_dir / "checkpoints" / "last.ckpt")
     record.update(best_val=best, epochs=epochs)
     tester = one_process_tester(cfg, run.logger) if distributed else run.trainer
-    tested = tester.test(run.module, datamodule=run.datamodule, ckpt_path=run.best.best_model_path or None)
+    # verbose=False: the log's last line states the test metrics; Lightning's own table would be a second copy.
+    tested = tester.test(
+        run.module, datamodule=run.datamodule, ckpt_path=run.best.best_model_path or None, verbose=False
+    )
     test_metrics = {name: float(value) for name, value in tested[0].items()}
     # This job's row in TensorBoard's HParams table: its params, and its results by their names in metrics.json.
     results = {"best_val": math.nan if best is None else best, **test_metrics}
