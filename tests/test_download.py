@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from rnn_lightning.data.polarity import NEG_FILE, POS_FILE, ensure_polarity_files, file_sha256
+from rnn_lightning.data.polarity import (
+    NEG_FILE,
+    POS_FILE,
+    FetchFailedError,
+    NotTheOriginalError,
+    ensure_polarity_files,
+    file_sha256,
+)
 from rnn_lightning.data.sentiment import SentimentDataModule
 
 TIMEOUT = 5.0
@@ -123,7 +130,7 @@ def test_download_installs_both_files(server: str, tmp_path: Path) -> None:
 )
 def test_bad_downloads_fail_cleanly(server: str, tmp_path: Path, tarball: str, fragment: str) -> None:
     target = tmp_path / "rt-polarity"
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(FetchFailedError) as info:
         ensure_polarity_files(target, url=f"{server}/{tarball}", timeout=TIMEOUT)
     message = str(info.value)
     assert fragment in message
@@ -134,7 +141,7 @@ def test_bad_downloads_fail_cleanly(server: str, tmp_path: Path, tarball: str, f
 
 def test_failure_keeps_an_existing_folder_and_its_other_files(server: str, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(RuntimeError, match="checksum mismatch"):
+    with pytest.raises(FetchFailedError, match="checksum mismatch"):
         ensure_polarity_files(tmp_path, url=f"{server}/modified.tar.gz", timeout=TIMEOUT)
     assert _leftovers(tmp_path) == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -142,7 +149,7 @@ def test_failure_keeps_an_existing_folder_and_its_other_files(server: str, tmp_p
 
 def test_no_network(closed_port_url: str, tmp_path: Path) -> None:
     target = tmp_path / "rt-polarity"
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(FetchFailedError) as info:
         ensure_polarity_files(target, url=closed_port_url, timeout=TIMEOUT)
     assert "could not connect to" in str(info.value)
     assert "is the network reachable?" in str(info.value)
@@ -175,7 +182,7 @@ def test_present_copy_with_other_bytes(
     (tmp_path / POS_FILE).write_bytes(real_bytes[POS_FILE])
     (tmp_path / NEG_FILE).write_bytes(edited)
     _forbid_network(monkeypatch)
-    with pytest.raises(RuntimeError, match=r"rt-polarity\.neg is not the original .* left untouched"):
+    with pytest.raises(NotTheOriginalError, match=r"rt-polarity\.neg is not the original .* left untouched"):
         ensure_polarity_files(tmp_path, url=closed_port_url)
     assert (tmp_path / NEG_FILE).read_bytes() == edited
     # verify=False accepts the copy as it is, still without downloading.

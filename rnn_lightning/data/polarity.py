@@ -19,8 +19,10 @@ from pathlib import Path, PurePosixPath
 __all__ = [
     "EXPECTED_LINES",
     "EXPECTED_SHA256",
+    "FetchFailedError",
     "NEG_FILE",
     "NEG_SHA256",
+    "NotTheOriginalError",
     "OFFICIAL_URL",
     "POS_FILE",
     "POS_SHA256",
@@ -165,9 +167,10 @@ def ensure_polarity_files(
         ``data_dir`` as a ``Path``.
 
     Raises:
-        RuntimeError: download failed (no network, HTTP error, timeout), the archive is corrupted or
+        FetchFailedError: download failed (no network, HTTP error, timeout), the archive is corrupted or
             unsafe, or a file's checksum or line count is wrong. The message says where to put the
             files by hand.
+        NotTheOriginalError: a file already in ``data_dir`` differs from the published one.
     """
     data_dir = Path(data_dir).expanduser()
     if verify:
@@ -200,7 +203,7 @@ def ensure_polarity_files(
         if created_dir:
             _remove_if_empty(data_dir)
         what = str(err) if isinstance(err, _FetchError) else f"writing into {data_dir.resolve()} failed ({err})."
-        raise RuntimeError(
+        raise FetchFailedError(
             f"Could not fetch the rt-polarity files: {what} " + _how_to_get_files(data_dir, url, download_failed=True)
         ) from err
     log.info("rt-polarity files are in %s", data_dir)
@@ -217,12 +220,20 @@ class _FetchError(Exception):
     """Internal: one step of the download failed; the message says which and why."""
 
 
+class FetchFailedError(FileNotFoundError):
+    """The review files are missing and could not be downloaded; the message says where to put them by hand."""
+
+
+class NotTheOriginalError(ValueError):
+    """A review file on disk differs from the published one."""
+
+
 def _verify_present_files(data_dir: Path) -> None:
     """Raise when a review file already in ``data_dir`` differs from the known release."""
     for name, expected in EXPECTED_SHA256.items():
         path = data_dir / name
         if path.is_file() and (actual := file_sha256(path)) != expected:
-            raise RuntimeError(
+            raise NotTheOriginalError(
                 f"{path.resolve()} is not the original {name}: sha256 {actual} != expected {expected}. "
                 "It was left untouched. Replace it with the original file from "
                 f"{OFFICIAL_URL}, or pass verify=False to use this copy as it is."
