@@ -135,7 +135,14 @@ def test_and_record(
     results = {"best_val": math.nan if best is None else best, **test_metrics}
     run.logger.log_hyperparams(run_params(cfg), metrics=results)
     record.finish("completed", test=test_metrics, epochs=epochs)
-    log.info("best %s = %s; test %s; outputs in %s", cfg.monitor.metric, best, test_metrics, output_dir)
+    tested_text = "  ".join(f"{name}={value:.4g}" for name, value in test_metrics.items())
+    log.info(
+        "best %s=%s  %s  outputs in %s",
+        cfg.monitor.metric,
+        "-" if best is None else f"{best:.4g}",
+        tested_text,
+        output_dir,
+    )
     return best
 
 
