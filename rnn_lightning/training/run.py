@@ -141,9 +141,17 @@ def test_and_record(
         cfg.monitor.metric,
         "-" if best is None else f"{best:.4g}",
         tested_text,
-        output_dir,
+        shown_path(output_dir),
     )
     return best
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` relative to where the user started, when it is below it (outputs/DATE/TIME), else as it is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def best_score(checkpoint: ModelCheckpoint) -> float | None:
