@@ -23,7 +23,8 @@ def polarity_dir() -> Path:
 
     ``RNN_LIGHTNING_DATA_DIR`` wins when set, and then the files must be there: a CI job that sets
     it wants these tests to run, so a missing file fails instead of quietly skipping. Otherwise the
-    staged copy next to the repository is used, and the tests are skipped when it is absent.
+    project's own data folder is used (where the first sentiment run downloads the files), and the tests are
+    skipped when it is empty.
     """
     configured = os.environ.get("RNN_LIGHTNING_DATA_DIR")
     if configured:
@@ -35,7 +36,10 @@ def polarity_dir() -> Path:
                 "point it at the folder holding both rt-polarity files, or unset it."
             )
         return folder
-    staged = (REPO_ROOT.parent / "shared" / "data" / "rt-polarity").resolve()
-    if all((staged / name).is_file() for name in POLARITY_FILES):
-        return staged
-    pytest.skip(f"rt-polarity files not found (set RNN_LIGHTNING_DATA_DIR, or stage them in {staged}).")
+    downloaded = REPO_ROOT / "data" / "rt-polarity"
+    if all((downloaded / name).is_file() for name in POLARITY_FILES):
+        return downloaded
+    pytest.skip(
+        f"rt-polarity files not found in {downloaded}: run `python train.py` once (it downloads them), or set "
+        "RNN_LIGHTNING_DATA_DIR to a folder that has them."
+    )
