@@ -147,7 +147,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_reports_the_first_error(tmp_pa
     unexpected pos``; the save removes its partial file and raises the ENOSPC."""
     last = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint_io.AtomicCheckpointIO().save_checkpoint({"epoch": 1}, last)
-    monkeypatch.setattr(checkpoint_io, "open", _open_with_room([200]), raising=False)
+    monkeypatch.setattr(record_module, "open", _open_with_room([200]), raising=False)  # the one writer
     with pytest.raises(OSError) as raised:
         checkpoint_io.AtomicCheckpointIO().save_checkpoint({"epoch": 2, "w": torch.ones(1000)}, last)
     assert raised.value.errno == errno.ENOSPC and f"while writing {last}; the checkpoints written before" in str(
@@ -155,6 +155,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_reports_the_first_error(tmp_pa
     )
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
     assert torch.load(last, weights_only=True) == {"epoch": 1}
+    monkeypatch.undo()  # the disk has room again for the record's first write
 
     record = RunRecord(tmp_path / "metrics.json", task="sine")
     monkeypatch.setattr(record_module, "open", _open_with_room([10]), raising=False)

@@ -13,14 +13,13 @@ A write that fails (a full disk) removes its temporary file, so the disk is not 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from rnn_lightning.training.record import first_error
+from rnn_lightning.training.record import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,19 +27,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: fsspec's own commit
             return
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(temporary, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException as error:
-            temporary.unlink(missing_ok=True)
-            cause = first_error(error)
-            if isinstance(cause, OSError):
-                written = "the checkpoints written before are kept"
-                raise OSError(cause.errno, f"{cause.strerror} while writing {target}; {written}") from cause
-            raise
+        write_atomically(
+            Path(path),
+            lambda file: torch.save(checkpoint, file),
+            sync=True,
+            note="; the checkpoints written before are kept",
+        )

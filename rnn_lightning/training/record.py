@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import lightning as L
 
@@ -53,7 +54,7 @@ class RunRecord:
             **fields,
         }
         self.write()
-        _write_atomically(self.reserve, bytes(RESERVE_BYTES))
+        write_atomically(self.reserve, lambda file: file.write(bytes(RESERVE_BYTES)))
 
     def update(self, **fields: Any) -> None:
         self.fields.update(fields)
@@ -79,20 +80,28 @@ class RunRecord:
             log.info("this run was refused: %s is the earlier run's again", self.path.name)
 
     def write(self) -> None:
-        _write_atomically(self.path, (json.dumps(self.fields, indent=2, default=_plain) + "\n").encode())
+        text = json.dumps(self.fields, indent=2, default=_plain) + "\n"
+        write_atomically(self.path, lambda file: file.write(text.encode()))
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any], sync: bool = False, note: str = "") -> None:
+    """``write`` the file into a hidden temporary one beside ``path`` (flushed to disk with ``sync``) and rename it
+    over ``path``: readers see the old file or the whole new one. A failed write removes its temporary file, and an
+    ``OSError`` (a full disk) comes out naming ``path`` and ``note``, whatever a library made of it on the way."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as file:
-            file.write(content)
+            write(file)
+            if sync:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException as error:
         temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OSError(error.errno, f"{error.strerror} while writing {path}") from error
+        cause = first_error(error)
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, f"{cause.strerror} while writing {path}{note}") from cause
         raise
 
 
