@@ -172,7 +172,8 @@ class SentimentClassifier(RecurrentTask):
         texts = getattr(getattr(self.trainer, "datamodule", None), "test_texts", None)
         if not texts or not self.test_predictions:
             return ""
-        predictions, positive, labels = (torch.cat(parts) for parts in zip(*self.test_predictions))
+        # One move to the host for the whole list: it reads each mistake's values one by one.
+        predictions, positive, labels = (torch.cat(parts).cpu() for parts in zip(*self.test_predictions))
         return misclassified_markdown(texts, predictions, positive, labels, LABELS)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
