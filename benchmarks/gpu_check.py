@@ -138,7 +138,8 @@ def read_run(folder: Path) -> dict:
     if not path.exists():
         return {}
     record = json.loads(path.read_text())
-    return {key: record.get(key) for key in ("status", "error", "best_val", "test", "epochs", "wall_seconds")}
+    keys = ("status", "error", "best_val", "test", "epochs", "wall_seconds", "overrides")
+    return {key: record.get(key) for key in keys}
 
 
 def summarise(all_steps: list[Step], out: Path, work: Path) -> dict:
@@ -154,14 +155,9 @@ def summarise(all_steps: list[Step], out: Path, work: Path) -> dict:
             result["run"] = read_run(work / "sine")
         elif step.name == "sweep":
             jobs = sorted(p for p in (work / "sweep").glob("[0-9]*") if p.is_dir())
-            result["jobs"] = {job.name: {**read_run(job), "overrides": _overrides(job)} for job in jobs}
+            result["jobs"] = {job.name: read_run(job) for job in jobs}
         summary["steps"][step.name] = result
     return summary
-
-
-def _overrides(job: Path) -> list[str]:
-    path = job / "metrics.json"
-    return json.loads(path.read_text()).get("overrides", []) if path.exists() else []
 
 
 def markdown(summary: dict, reference: dict) -> str:
@@ -197,26 +193,24 @@ def markdown(summary: dict, reference: dict) -> str:
                 for i in ("fused", "triton", "torch")
             ]
             lines.append(f"| {shape} | {dtype} | {cell} | " + " | ".join(cells) + " |")
+    rows = []
     sine = summary["steps"].get("sine", {}).get("run", {})
     if sine:
-        cpu = reference.get("sine_lbfgs_wall_s")
-        lines += [
-            "",
-            "## End to end",
-            "",
-            "| run | GPU wall s | CPU wall s | result |",
-            "|---|---|---|---|",
-            f"| sine LBFGS default | {sine.get('wall_seconds')} | {cpu or '-'} | {sine.get('test')} |",
-        ]
+        test = sine.get("test") or {}
+        result = f"train MSE {test.get('test/train_mse', float('nan')):.3g}, forecast MSE "
+        result += f"{test.get('test/forecast_mse', float('nan')):.3g}"
+        rows.append(
+            f"| sine LBFGS default | {sine.get('wall_seconds')} | {reference.get('sine_lbfgs_wall_s', '-')} | "
+            f"{result} |"
+        )
     for job, record in summary["steps"].get("sweep", {}).get("jobs", {}).items():
-        if not sine:
-            lines += ["", "## End to end", "", "| run | GPU wall s | CPU wall s | result |", "|---|---|---|---|"]
-            sine = {"shown": True}
-        key = " ".join(o for o in record.get("overrides", []) if not o.startswith("trainer"))
+        key = " ".join(o for o in record.get("overrides") or [] if not o.startswith("trainer"))
         cpu = reference.get("sweep_wall_s", {}).get(key, "-")
         acc = (record.get("test") or {}).get("test/acc")
         acc = f"{acc:.4f}" if isinstance(acc, float) else acc
-        lines.append(f"| sweep job {job}: {key} | {record.get('wall_seconds')} | {cpu} | test/acc {acc} |")
+        rows.append(f"| sweep job {job}: {key} | {record.get('wall_seconds')} | {cpu} | test/acc {acc} |")
+    if rows:
+        lines += ["", "## End to end", "", "| run | GPU wall s | CPU wall s | result |", "|---|---|---|---|", *rows]
     return "\n".join(lines) + "\n"
 
 
