@@ -18,9 +18,9 @@ import torch
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.errors import ConfigError
+from rnn_lightning.models.checkpoint import read_checkpoint
 from rnn_lightning.models.sentiment import LABELS, SentimentClassifier
-from rnn_lightning.training.checks import ConfigError
-from rnn_lightning.training.resume import read_checkpoint
 
 USAGE = 'usage: python -m rnn_lightning.cli.predict ckpt_path=PATH text="a review" [text="another" ...]'
 

@@ -16,6 +16,8 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
+from rnn_lightning.errors import DataError, MissingFileError
+
 __all__ = [
     "EXPECTED_LINES",
     "EXPECTED_SHA256",
@@ -220,11 +222,11 @@ class _FetchError(Exception):
     """Internal: one step of the download failed; the message says which and why."""
 
 
-class FetchFailedError(FileNotFoundError):
+class FetchFailedError(MissingFileError):
     """The review files are missing and could not be downloaded; the message says where to put them by hand."""
 
 
-class NotTheOriginalError(ValueError):
+class NotTheOriginalError(DataError):
     """A review file on disk differs from the published one."""
 
 

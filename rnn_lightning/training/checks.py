@@ -24,15 +24,11 @@ from hydra.utils import get_class
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
+from rnn_lightning.errors import ConfigError, first_line
 from rnn_lightning.models.optimization import Schedule, is_lbfgs
 from rnn_lightning.training.options import option_name
 from rnn_lightning.training.params import job_overrides
-from rnn_lightning.training.record import first_line
 from rnn_lightning.training.typos import check_added_keys
-
-
-class ConfigError(ValueError):
-    """A setting the user can fix; raised before training starts."""
 
 
 class UserError(CompactHydraException):

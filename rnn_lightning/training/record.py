@@ -20,13 +20,10 @@ from typing import Any, BinaryIO
 
 import lightning as L
 
+from rnn_lightning.errors import first_line
+
 log = logging.getLogger("rnn_lightning")
 RESERVE_BYTES = 64 * 1024  # the final record (a few KiB) and the error's lines in train.log
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def first_error(error: BaseException) -> BaseException:
