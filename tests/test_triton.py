@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,10 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_pair(kind, num_layers=2, bidirectional=True, hidden=H, dtype=torch.float64, seed=0):
-    """A loop layer and a triton layer holding the same weights."""
+    """A loop layer and a triton layer holding the same weights; fp32 products in IEEE precision, as the loop's."""
     torch.manual_seed(seed)
     loop = Recurrent(kind, I, hidden, num_layers, bidirectional, impl="loop").to(DEVICE, dtype)
-    fast = Recurrent(kind, I, hidden, num_layers, bidirectional, impl="triton").to(DEVICE, dtype)
+    fast = Recurrent(kind, I, hidden, num_layers, bidirectional, impl="triton", fp32_precision="ieee")
+    fast = fast.to(DEVICE, dtype)
     fast.load_state_dict(loop.state_dict())
     return loop, fast
 
@@ -225,23 +227,53 @@ def test_plan_batch_block_grows_only_when_programs_outnumber_the_sms(batch, dire
 
 
 @pytest.fixture
-def tf32_allowed():
-    """torch.backends.cuda.matmul.allow_tf32 on for the test, and back as it was afterwards."""
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = before
+def torch_precision():
+    """torch's fp32 precision settings as they were after the test, and its older flags readable again."""
+    rnn, matmul = torch.backends.cudnn.rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    yield torch.backends
+    torch.backends.cudnn.rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision = rnn, matmul
+    assert torch.backends.cuda.matmul.allow_tf32 is not None and torch.backends.cudnn.allow_tf32 is not None
 
 
-def test_plan_precision_is_ieee_by_default():
-    assert not torch.backends.cuda.matmul.allow_tf32  # torch's default
-    assert plan.choose_plan(8, 51, 4, 1, torch.float32, torch.float32).precision == "ieee"
-
-
-def test_plan_precision_is_tf32_when_allowed(tf32_allowed):
+def test_precision_follows_torchs_setting_for_cudnn_rnns(torch_precision):
+    """None: what torch lets cuDNN's RNNs do (TF32 by default), so that a comparison with torch.nn is like for like;
+    a setting of the layer wins; float64 and 16-bit products have one precision."""
+    assert torch.backends.cudnn.rnn.fp32_precision == "tf32"  # torch's default for cuDNN RNNs
+    assert plan.dot_precision(torch.float32) == "tf32"
     assert plan.choose_plan(8, 51, 4, 1, torch.float32, torch.float32).precision == "tf32"
-    assert plan.choose_plan(8, 51, 4, 1, torch.float64, torch.float64).precision == "ieee"
-    assert plan.choose_plan(8, 51, 4, 1, torch.float16, torch.float32).precision == "ieee"
+    torch_precision.cudnn.rnn.fp32_precision = "ieee"
+    assert plan.dot_precision(torch.float32) == "ieee"
+    assert plan.dot_precision(torch.float32, "tf32x3") == "tf32x3"
+    for operand in (torch.float64, torch.float16, torch.bfloat16):
+        assert plan.dot_precision(operand, "tf32") == "ieee"
+    assert plan.choose_plan(8, 51, 4, 1, torch.float32, torch.float32, fp32_precision="tf32").precision == "tf32"
+
+
+def test_precision_is_read_without_the_flag_that_raises(torch_precision):
+    """Once anything has set torch's newer fp32_precision, reading allow_tf32 raises; our reading does not."""
+    torch_precision.cuda.matmul.fp32_precision = "tf32"
+    with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+        torch.backends.cuda.matmul.allow_tf32  # noqa: B018  (the read itself raises)
+    torch_precision.cudnn.rnn.fp32_precision = "ieee"
+    assert plan.dot_precision(torch.float32) == "ieee"
+
+
+def test_precision_on_a_torch_without_the_newer_api():
+    """torch < 2.9 has only torch.backends.cudnn.allow_tf32 (True by default there too)."""
+    assert plan.torch_rnn_precision(SimpleNamespace(allow_tf32=True)) == "tf32"
+    assert plan.torch_rnn_precision(SimpleNamespace(allow_tf32=False)) == "ieee"
+
+
+def test_precision_setting_reaches_the_kernels_and_a_bad_one_is_refused(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(launch, "launch", lambda kernel, plan_, *args, **kwargs: chosen.append(plan_.precision))
+    x = torch.randn(2, 3, I, device=DEVICE)
+    with torch.no_grad():  # the forward launch only, recorded instead of run
+        Recurrent("gru", I, H, 2, impl="triton", fp32_precision="tf32x3").to(DEVICE)(x)
+    assert chosen == ["tf32x3", "tf32x3"]  # each layer's
+    Recurrent("gru", I, H, impl="loop", fp32_precision="tf32")(x.cpu())  # loop (and fused): IEEE, it does not matter
+    with pytest.raises(ValueError, match=r"fp32_precision must be one of \['ieee', 'tf32', 'tf32x3'\].*'fp32'"):
+        Recurrent("gru", I, H, impl="triton", fp32_precision="fp32")
 
 
 def test_plan_refuses_what_one_program_cannot_hold():
@@ -304,12 +336,11 @@ COMPILE = textwrap.dedent(
     CONSTEXPRS = ("BLOCK_B", "HP", "KC", "WEIGHT_ON_CHIP", "GRAD_ON_CHIP", "HAS_LENGTHS", "PRECISION")
     IN_ACC = ("gates_ptr", "cells_ptr", "hidden_n_ptr", "extra_ptr", "du_ptr", "db_ptr", "scratch_ptr")
     for line in sys.argv[1:]:
-        kind, hidden, param, operand, *tf32 = line.split(",")
-        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+        kind, hidden, param, operand, *precision = line.split(",")
         param, operand = getattr(torch, param), getattr(torch, operand)
         kernels = launch.KERNELS[{"rnn": launch.RNNCell, "lstm": launch.LSTMCell, "gru": launch.GRUCell}[kind]]
         acc = torch.float64 if param == torch.float64 else torch.float32
-        chosen = choose_plan(64, int(hidden), kernels.gates, 2, operand, acc)
+        chosen = choose_plan(64, int(hidden), kernels.gates, 2, operand, acc, fp32_precision=(precision or ["ieee"])[0])
         for kernel in (kernels.forward, kernels.backward):
             constexprs = dict(BLOCK_B=chosen.block_b, HP=chosen.hidden_pad, KC=chosen.chunk, HAS_LENGTHS=True,
                               WEIGHT_ON_CHIP=chosen.weight_on_chip, PRECISION=chosen.precision)

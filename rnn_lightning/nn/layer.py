@@ -8,11 +8,14 @@ direction starts at each sequence's last real step, exactly like a packed sequen
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.cells import State
 from rnn_lightning.nn.registry import check_impl, choose_impl, layer_runner, make_cell
+from rnn_lightning.nn.triton.plan import check_fp32_precision  # torch only, no triton
 
 
 class Recurrent(nn.Module):
@@ -20,6 +23,8 @@ class Recurrent(nn.Module):
 
     ``cell`` is a built-in name (``rnn``, ``lstm``, ``gru``), the import path of your own cell class, or the class;
     ``impl`` says how the cells run (``nn/registry.py``): the same parameters and results whichever it is.
+    ``fp32_precision`` is the triton impl's for fp32 products (``ieee``, ``tf32``, ``tf32x3``; None follows torch's
+    setting for cuDNN's RNNs, ``nn/triton/plan.py``); loop and fused run IEEE fp32 whatever it says.
     """
 
     def __init__(
@@ -31,6 +36,7 @@ class Recurrent(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         impl: str = "auto",
+        fp32_precision: str | None = None,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -46,6 +52,7 @@ class Recurrent(nn.Module):
         )
         check_impl(impl, self.cells[0])
         self.impl = impl
+        self.fp32_precision = check_fp32_precision(fp32_precision)
         self.state_size = int(self.cells[0].state_size)
         self.dropout = nn.Dropout(dropout)
 
@@ -59,7 +66,10 @@ class Recurrent(nn.Module):
         self._check_dtypes(x, state)
         if lengths is not None:
             lengths = lengths.to(device=x.device, dtype=torch.long)
-        run_layer = layer_runner(choose_impl(self.impl, self.cells[0], x))
+        impl = choose_impl(self.impl, self.cells[0], x)
+        run_layer = layer_runner(impl)
+        if impl == "triton":  # the one impl with a choice of fp32 precision (loop and fused are IEEE)
+            run_layer = partial(run_layer, fp32_precision=self.fp32_precision)
         D = self.directions
         finals: list[State] = []
         for layer in range(self.num_layers):

@@ -29,11 +29,18 @@ NO_TRITON = (
 
 
 def run_triton_layer(
-    cells: Sequence[nn.Module], x: Tensor, starts: Sequence[State], lengths: Tensor | None
+    cells: Sequence[nn.Module],
+    x: Tensor,
+    starts: Sequence[State],
+    lengths: Tensor | None,
+    fp32_precision: str | None = None,
 ) -> tuple[Tensor, list[State]]:
-    """One layer's directions (the second reversed): x (B, T, I) -> outputs (B, T, D H) and the final states."""
+    """One layer's directions (the second reversed): x (B, T, I) -> outputs (B, T, D H) and the final states.
+
+    ``fp32_precision``: tl.dot's input_precision for fp32 products (``plan.FP32_PRECISIONS``), or None to follow
+    torch's setting for cuDNN's RNNs (``plan.dot_precision`` says which one a call uses)."""
     check_runnable(x.device)
-    return _launch_module().run_layer(cells, x, starts, lengths)
+    return _launch_module().run_layer(cells, x, starts, lengths, fp32_precision)
 
 
 def check_runnable(device: torch.device | str) -> None:

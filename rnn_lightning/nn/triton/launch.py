@@ -75,7 +75,11 @@ if interpreted():
 
 
 def run_layer(
-    cells: Sequence[nn.Module], x: Tensor, starts: Sequence[State], lengths: Tensor | None
+    cells: Sequence[nn.Module],
+    x: Tensor,
+    starts: Sequence[State],
+    lengths: Tensor | None,
+    fp32_precision: str | None = None,
 ) -> tuple[Tensor, list[State]]:
     """A ``LayerRunner`` (``registry.py``): x (B, T, I) -> outputs (B, T, D H) and each direction's final state."""
     kernels = KERNELS.get(type(cells[0]))
@@ -89,7 +93,7 @@ def run_layer(
             "use float16 there (torch.autocast(..., dtype=torch.float16)), or run on a GPU"
         )
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else DEFAULT_SMS
-    plan = choose_plan(x.shape[0], cells[0].hidden_size, kernels.gates, len(cells), operand, acc, sms)
+    plan = choose_plan(x.shape[0], cells[0].hidden_size, kernels.gates, len(cells), operand, acc, sms, fp32_precision)
     params = [torch.stack([getattr(c, name) for c in cells]) for name in PARAMETERS]  # (D, ...) each
     h0 = torch.stack([s[0] for s in starts])  # (D, B, H)
     c0 = torch.stack([s[1] for s in starts]) if kernels.cell_state else None

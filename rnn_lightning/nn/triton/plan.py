@@ -5,8 +5,8 @@ The rules come from what the GPU accepts (``docs/triton.md``):
 * ``tl.arange`` sizes are powers of two, and on NVIDIA GPUs ``tl.dot`` needs an inner size of at least 16 for
   every 16-, 32- and 64-bit dtype (Triton 3.6 ``min_dot_size``). The inner sizes here are the padded hidden size
   (h @ U^T, da @ U) and the batch block (da^T @ h_prev), so both are powers of two of at least 16;
-* fp32 dots run in IEEE precision unless the user allows TF32 (``torch.backends.cuda.matmul.allow_tf32``):
-  Triton's own default is TF32;
+* fp32 dots run in the precision the layer asks for (``FP32_PRECISIONS``); by default in the one torch lets
+  cuDNN's RNNs use (``torch_rnn_precision``), so that a comparison with torch.nn on cuDNN is like for like;
 * a program never waits for another, so any number of programs may be resident or queued, and the interpreter,
   which runs them one after another, sees the same results.
 """
@@ -14,6 +14,7 @@ The rules come from what the GPU accepts (``docs/triton.md``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -30,6 +31,9 @@ ON_CHIP_BYTES = 128 << 10
 MAX_ON_CHIP_PAD = {2: 128, 4: 64, 8: 64}  # by bytes per element
 DEFAULT_SMS = 132  # an H100/H200 SXM: the SM count used where no GPU is there to ask (the interpreter)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# tl.dot's input_precision for fp32 operands: IEEE FMA; one TF32 tensor-core pass (10-bit mantissa products, fp32
+# sums), what cuDNN's RNNs do by default; three TF32 passes (about fp32's accuracy, on tensor cores).
+FP32_PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,37 @@ def autocast_on(device_type: str) -> bool:
     return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
 
 
-def dot_precision(operand_dtype: torch.dtype) -> str:
-    """IEEE fp32 unless TF32 is allowed, as torch's own matmuls do; other dtypes have one precision."""
-    tf32 = operand_dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
-    return "tf32" if tf32 else "ieee"
+def check_fp32_precision(setting: str | None) -> str | None:
+    """``setting`` if it is one tl.dot knows, or None (follow torch); else a ValueError that lists the valid ones."""
+    if setting is not None and setting not in FP32_PRECISIONS:
+        raise ValueError(
+            f"fp32_precision must be one of {list(FP32_PRECISIONS)}, or None to follow torch's setting for cuDNN's "
+            f"RNNs (torch.backends.cudnn.rnn.fp32_precision); got {setting!r}"
+        )
+    return setting
+
+
+def torch_rnn_precision(cudnn: Any = None) -> str:
+    """``"tf32"`` where torch lets cuDNN's RNNs run fp32 products in TF32 (its default), else ``"ieee"``.
+
+    The Triton path stands where torch.nn's cuDNN RNN would, so it follows that setting, read through torch's newer
+    API (torch >= 2.9; the getter gives the value in force, "none" meaning no TF32). The older ``allow_tf32`` flags
+    are read only where that API is missing: once anything has set a ``fp32_precision``, reading them raises.
+    """
+    cudnn = torch.backends.cudnn if cudnn is None else cudnn
+    rnn = getattr(cudnn, "rnn", None)
+    if rnn is not None and hasattr(rnn, "fp32_precision"):
+        return "tf32" if rnn.fp32_precision == "tf32" else "ieee"
+    return "tf32" if cudnn.allow_tf32 else "ieee"
+
+
+def dot_precision(operand_dtype: torch.dtype, setting: str | None = None) -> str:
+    """tl.dot's input_precision for the recurrent products: ``setting`` (or torch's, when None) for fp32 operands;
+    float64 and 16-bit operands have one precision, "ieee"."""
+    check_fp32_precision(setting)
+    if operand_dtype != torch.float32:
+        return "ieee"
+    return setting or torch_rnn_precision()
 
 
 def choose_plan(
@@ -83,6 +114,7 @@ def choose_plan(
     operand_dtype: torch.dtype,
     acc_dtype: torch.dtype,
     sms: int = DEFAULT_SMS,
+    fp32_precision: str | None = None,
 ) -> Plan:
     """The layout for ``directions`` x ``batch`` sequences of a cell with ``gates`` blocks of ``hidden`` units."""
     hidden_pad = padded(hidden)
@@ -108,7 +140,7 @@ def choose_plan(
         grad_on_chip=grad_on_chip,
         chunk=min(CHUNK, hidden_pad),
         num_warps=4 if hidden_pad <= 32 else 8,
-        precision=dot_precision(operand_dtype),
+        precision=dot_precision(operand_dtype, fp32_precision),
         operand_dtype=operand_dtype,
         acc_dtype=acc_dtype,
     )
