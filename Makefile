@@ -1,7 +1,8 @@
 # rnn-lightning: `make help` lists the targets.
 PYTHON ?= .venv/bin/python
 ARGS ?=
-DIR ?= $(shell ls -d multirun/*/* 2>/dev/null | tail -n 1)
+# The sweep of `make report` and `make ensemble`; left empty, each takes the newest sweep folder under multirun/.
+DIR ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-slurm install-optuna install-triton train train-sine sweep tensorboard test test-full bench bench-epoch gpu-check report ensemble reproduce reproduce-quick lint format clean

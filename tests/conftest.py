@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from extras import EXTRAS, install_hint, is_installed
 
 # Without a GPU, impl=triton's kernels run through Triton's interpreter; triton reads this when the kernels are
 # defined, so it is set here, before any test module imports them.
@@ -15,6 +16,18 @@ if not torch.cuda.is_available():
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POLARITY_FILES = ("rt-polarity.pos", "rt-polarity.neg")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for extra in EXTRAS:
+        config.addinivalue_line("markers", f"{extra}: {install_hint(extra)}; skipped without it (tests/extras.py)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked with an extra's name skips, naming the install command, where that extra is missing."""
+    for extra in EXTRAS:
+        if item.get_closest_marker(extra) is not None and not is_installed(extra):
+            pytest.skip(install_hint(extra))
 
 
 @pytest.fixture(scope="session")

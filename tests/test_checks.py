@@ -329,6 +329,7 @@ def test_a_failed_check_keeps_the_earlier_runs_files(checkpoints, tmp_path):
     assert sorted(p.name for p in run.iterdir()) == names  # no metrics.earlier-*.json either
 
 
+@pytest.mark.triton
 def test_impl_triton_where_it_cannot_run_is_refused_before_training(tmp_path, monkeypatch):
     from rnn_lightning.nn.triton import launch
 

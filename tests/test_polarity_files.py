@@ -134,3 +134,19 @@ def test_nel_byte_does_not_split_a_line(tmp_path: Path) -> None:
     _write_pair(tmp_path, b"wait\x85 for it .\n", GOOD)
     pos, _ = read_reviews(tmp_path)
     assert pos == ["wait… for it ."]
+
+
+@pytest.mark.parametrize(
+    ("body", "review"),
+    [
+        (b"the action clich\xe9s .\n", "the action clichés ."),
+        ("the action clichés .\n".encode(), "the action clichés ."),
+        (b"a plain ascii review .\n", "a plain ascii review ."),
+    ],
+    ids=["cp1252", "utf-8", "ascii"],
+)
+def test_a_byte_order_mark_in_front_is_dropped_whatever_the_encoding(tmp_path: Path, body: bytes, review: str) -> None:
+    # A Windows editor saves the original cp1252 bytes with a UTF-8 BOM in front: no "ï»¿" in the first review.
+    _write_pair(tmp_path, b"\xef\xbb\xbf" + body, GOOD)
+    pos, _ = read_reviews(tmp_path)
+    assert pos == [review]

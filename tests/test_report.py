@@ -3,6 +3,7 @@ bold, seeds as mean ± std, references beside matching rows, and exit codes 0 / 
 
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -254,3 +255,36 @@ def test_python_m_entry_point(tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("# Sweep report: sweep\n") and "## Over seeds" in done.stdout
+
+
+def test_without_a_folder_the_newest_sweep_is_reported_not_the_last_entry(tmp_path, monkeypatch, capsys):
+    sweeps = tmp_path / "multirun"
+    write_job(sweeps / "2026-01-02" / "09-00-00_000001", "0", [], record([], PARAMS, best=0.5))
+    write_job(sweeps / "2026-01-01" / "23-00-00_000001", "0", [], record([], PARAMS, best=0.4))
+    (sweeps / "2026-01-02" / "10-00-00_000001").mkdir()  # started, nothing in it yet
+    (sweeps / "2026-01-02" / "notes.txt").write_text("the last entry of multirun/*/*, and a file")
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    assert "reporting on multirun/2026-01-02/09-00-00_000001, the newest sweep" in capsys.readouterr().err
+    assert (sweeps / "2026-01-02" / "09-00-00_000001" / "report.md").is_file()
+
+
+def test_without_a_folder_and_no_sweep_it_says_what_to_give(tmp_path, monkeypatch, capsys):
+    (tmp_path / "multirun" / "2026-01-02").mkdir(parents=True)
+    (tmp_path / "multirun" / "2026-01-02" / "notes.txt").write_text("not a sweep")
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "no sweep folder under multirun/" in err and "make report DIR=multirun/DATE/TIME" in err
+
+
+@pytest.mark.parametrize("target", ["report", "ensemble"])
+def test_make_passes_no_folder_unless_dir_is_given(tmp_path, target):
+    # The Makefile once took the last entry of multirun/*/* itself, a file as readily as a sweep folder.
+    (tmp_path / "multirun" / "2026-01-02").mkdir(parents=True)
+    (tmp_path / "multirun" / "2026-01-02" / "notes.txt").write_text("")
+    makefile = Path(__file__).resolve().parents[1] / "Makefile"
+    command = ["make", "-n", "-s", "-f", str(makefile), target, "PYTHON=python"]
+    environment = {key: value for key, value in os.environ.items() if key not in ("DIR", "ARGS")}
+    dry_run = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    assert dry_run.stdout.split() == ["python", "-m", f"rnn_lightning.cli.{target}"]

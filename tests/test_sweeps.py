@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from extras import require_extra
 from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 from omegaconf import OmegaConf
 
@@ -69,7 +70,7 @@ def test_a_failing_job_does_not_stop_the_sweep_which_still_fails_at_the_end(tmp_
 
 
 def test_the_slurm_launcher_asks_for_one_task_per_device_on_each_node(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
+    require_extra("slurm")
     cfg = compose_config(["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"], tmp_path)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"].endswith("SlurmLauncher")
@@ -78,7 +79,7 @@ def test_the_slurm_launcher_asks_for_one_task_per_device_on_each_node(tmp_path):
 
 @pytest.mark.slow
 def test_a_two_job_sweep_through_the_submitit_local_launcher(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
+    require_extra("slurm")
     sweep = _train_py(
         "-m",
         "hydra/launcher=slurm_local",
@@ -97,7 +98,7 @@ def test_a_two_job_sweep_through_the_submitit_local_launcher(tmp_path):
 
 
 def test_the_optuna_sweeper_takes_its_direction_from_the_tasks_monitor_mode(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[optuna]'")
+    require_extra("optuna")
     sentiment = compose_config(["experiment=tune_sentiment"], tmp_path)
     sweeper = OmegaConf.to_container(sentiment.hydra.sweeper, resolve=True)
     assert sweeper["_target_"].endswith("OptunaSweeper") and sweeper["direction"] == "maximize"
@@ -108,7 +109,7 @@ def test_the_optuna_sweeper_takes_its_direction_from_the_tasks_monitor_mode(tmp_
 
 
 def test_an_optuna_study_runs_each_trial_as_a_sweep_job_and_minimizes_the_sine_forecast_error(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[optuna]'")
+    require_extra("optuna")
     sweep = _study(tmp_path, "model.hidden_size=choice(4, 8, 16)")
     _, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, stderr[-3000:]
@@ -128,7 +129,7 @@ def test_an_optuna_study_runs_each_trial_as_a_sweep_job_and_minimizes_the_sine_f
 
 
 def test_a_failed_trial_does_not_end_the_study_but_the_sweep_exits_1_at_the_end(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[optuna]'")
+    require_extra("optuna")
     sweep = _study(tmp_path, "model.hidden_size=choice(0, 8)")
     _, stderr = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, stderr[-3000:]

@@ -16,9 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from extras import require_extra
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-triton = pytest.importorskip("triton")
+triton = require_extra("triton")
+pytestmark = pytest.mark.triton  # CI runs these after adding the extra: pytest -m triton
 
 from rnn_lightning.nn import triton as triton_impl  # noqa: E402  (after the skip)
 from rnn_lightning.nn.layer import Recurrent  # noqa: E402

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+SWEEPS = Path("multirun")  # where `train.py -m` puts its sweeps: hydra.sweep.dir in conf/config.yaml
 LAYOUT = "expected a sweep folder as `train.py -m` writes it: a folder per job (DIR/0/, ...) with .hydra/, metrics.json"
 MISSING = "no metrics.json: crashed before writing it, or still running"
 EXAMPLE = "- {match: {model.cell: rnn, optim: sgdm, batch: 200}, metric: test/acc, value: 0.713, source: course report}"
@@ -54,6 +55,31 @@ class Report:
     jobs: list[Job]
     markdown: str
     exit_code: int  # 0 when every job completed, else 1
+
+
+def is_job(folder: Path) -> bool:
+    return (folder / ".hydra").is_dir() or (folder / "metrics.json").is_file()
+
+
+def newest_sweep(root: Path = SWEEPS) -> Path:
+    """The sweep folder a command reads when it is given none: the last ``multirun/DATE/TIME`` in name order (Hydra's
+    folder names sort by start time) that is a sweep, with Hydra's multirun.yaml or job folders; files and empty
+    folders beside them are passed over.
+
+    Raises:
+        ReportError: no sweep folder under ``root``.
+    """
+    sweeps = [
+        folder
+        for folder in sorted(root.glob("*/*"))
+        if folder.is_dir() and ((folder / "multirun.yaml").is_file() or any(map(is_job, folder.iterdir())))
+    ]
+    if not sweeps:
+        raise ReportError(
+            f"no sweep folder under {root}/ (a {root}/DATE/TIME folder with multirun.yaml or job folders). Run a "
+            "sweep first (python train.py -m ...), or give the folder: make report DIR=multirun/DATE/TIME"
+        )
+    return sweeps[-1]
 
 
 def find_jobs(root: Path) -> list[Job]:
@@ -296,10 +322,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Compare the jobs of a sweep: DIR/report.md and DIR/report.csv.",
         epilog="Exit code: 0 every job completed, 1 some did not (the report lists them), 2 nothing to report.",
     )
-    parser.add_argument("dir", type=Path, help="the sweep folder (hydra.sweep.dir), e.g. multirun/DATE/TIME_ID")
+    parser.add_argument(
+        "dir",
+        type=Path,
+        nargs="?",
+        help="the sweep folder (hydra.sweep.dir), e.g. multirun/DATE/TIME_ID; default: the newest under multirun/",
+    )
     parser.add_argument("--references", type=Path, metavar="FILE", help=f"published figures, a YAML list: {EXAMPLE}")
     args = parser.parse_args(argv)
     try:
+        if args.dir is None:
+            args.dir = newest_sweep()
+            print(f"reporting on {args.dir}, the newest sweep under {SWEEPS}/", file=sys.stderr)
         report = build_report(args.dir, references=load_references(args.references) if args.references else ())
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,6 +5,7 @@ The files are Windows-1252 text, one review per line, 5331 lines each (see the d
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import logging
@@ -82,13 +83,16 @@ def _decode(raw: bytes, path: Path) -> str:
     """Bytes of one review file -> text, refusing binary files.
 
     Raises:
-        ValueError: for NUL bytes or bytes that are not cp1252 text.
+        DataError: for NUL bytes or bytes that are not cp1252 text.
     """
     if b"\x00" in raw:
-        raise ValueError(
+        raise DataError(
             f"{path} is not a text file (it contains NUL bytes). Replace it with the original "
             f"{path.name} from the rt-polarity tarball."
         )
+    # An editor on Windows may put a UTF-8 byte order mark in front of the original cp1252 bytes, whatever
+    # their encoding; decoded as cp1252 it would be the three characters "ï»¿" glued to the first review.
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     if not raw.isascii():
         try:
             text = raw.decode("utf-8")
@@ -97,11 +101,11 @@ def _decode(raw: bytes, path: Path) -> str:
         else:
             # A re-encoded copy exists in the wild; reading it as cp1252 would turn "é" into "Ã©".
             log.warning("%s is UTF-8, not the original cp1252; decoding it as UTF-8.", path)
-            return text.removeprefix("\ufeff")
+            return text
     try:
         return raw.decode("cp1252")
     except UnicodeDecodeError as err:
-        raise ValueError(
+        raise DataError(
             f"{path} is not cp1252 text (byte {raw[err.start]:#04x} at offset {err.start} is undefined "
             f"in cp1252); it looks binary or corrupted. Replace it with the original {path.name}."
         ) from err
@@ -114,13 +118,13 @@ def _read_review_file(path: Path) -> list[str]:
     inside a review, not line ends (see the data README).
 
     Raises:
-        ValueError: for a binary file, or a file with no non-blank line.
+        DataError: for a binary file, or a file with no non-blank line.
     """
     text = _decode(path.read_bytes(), path)
     lines = [line.strip() for line in text.split("\n")]
     reviews = [line for line in lines if line]
     if not reviews:
-        raise ValueError(
+        raise DataError(
             f"{path} is empty or has only blank lines; expected one review per line "
             f"({EXPECTED_LINES} in the original). Replace it with the original {path.name}."
         )
@@ -138,17 +142,17 @@ def read_reviews(data_dir: str | os.PathLike[str]) -> tuple[list[str], list[str]
         ``(positive_reviews, negative_reviews)``, each in file order, each review stripped.
 
     Raises:
-        FileNotFoundError: when the folder or one of the files is missing.
-        ValueError: when a file is empty, blank, binary or not cp1252 text.
+        MissingFileError: when the folder or one of the files is missing.
+        DataError: when a file is empty, blank, binary or not cp1252 text.
     """
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"The rt-polarity data folder {data_dir.resolve()} does not exist. " + _how_to_get_files(data_dir)
         )
     missing = missing_polarity_files(data_dir)
     if missing:
-        raise FileNotFoundError(f"{', '.join(missing)} missing in {data_dir.resolve()}. " + _how_to_get_files(data_dir))
+        raise MissingFileError(f"{', '.join(missing)} missing in {data_dir.resolve()}. " + _how_to_get_files(data_dir))
     return _read_review_file(data_dir / POS_FILE), _read_review_file(data_dir / NEG_FILE)
 
 
