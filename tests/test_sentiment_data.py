@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from rnn_lightning.data.polarity import read_reviews
 from rnn_lightning.data.sentiment import PROJECT_ROOT, SentimentDataModule
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.errors import ConfigError, DataError
 
 
 def _ready(polarity_dir: Path, **kwargs: object) -> SentimentDataModule:
@@ -206,3 +208,59 @@ def test_train_per_class_must_leave_a_test_set(polarity_dir: Path) -> None:
     dm = SentimentDataModule(data_dir=str(polarity_dir), train_per_class=5331, download=False)
     with pytest.raises(ValueError, match="leaves no test reviews: the pos file has 5331 reviews"):
         dm.setup()
+
+
+def _copy_with(polarity_dir: Path, folder: Path, neg: bytes | None = None) -> Path:
+    """The real files in ``folder``, the negative one replaced by ``neg`` when given."""
+    folder.mkdir()
+    for name in ("rt-polarity.pos", "rt-polarity.neg"):
+        (folder / name).write_bytes((polarity_dir / name).read_bytes())
+    if neg is not None:
+        (folder / "rt-polarity.neg").write_bytes(neg)
+    return folder
+
+
+def test_a_file_cut_in_half_is_refused_saying_how_to_fix_it(polarity_dir: Path, tmp_path: Path) -> None:
+    raw = (polarity_dir / "rt-polarity.neg").read_bytes()
+    cut = _copy_with(polarity_dir, tmp_path / "cut", neg=raw[: len(raw) // 2])  # the last review ends mid-word
+    dm = SentimentDataModule(data_dir=str(cut), download=False)
+    with pytest.raises(DataError) as refused:
+        dm.setup()
+    message = str(refused.value)
+    assert message.startswith(
+        f"rt-polarity.neg has {len(raw[: len(raw) // 2].splitlines())} reviews in {cut}, not 5331"
+    )
+    assert "cut short" in message and "download the original" in message and "data.expected_reviews=null" in message
+    assert dm.vocab is None and dm.train_set is None
+
+
+def test_own_data_of_any_size_says_so_and_an_unbalanced_test_set_is_reported(
+    polarity_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = (polarity_dir / "rt-polarity.neg").read_bytes()
+    own = _copy_with(polarity_dir, tmp_path / "own", neg=b"".join(raw.splitlines(keepends=True)[:4500]))
+    dm = SentimentDataModule(data_dir=str(own), download=False, expected_reviews=None)
+    with caplog.at_level(logging.WARNING, logger="rnn_lightning.data.sentiment"):
+        dm.setup()
+    assert (len(dm.train_texts) + len(dm.val_texts), len(dm.test_texts)) == (8000, 1331 + 500)
+    assert "the test set is 73% positive (1331 positive, 500 negative reviews)" in caplog.text
+
+
+def test_a_published_count_is_a_positive_number() -> None:
+    with pytest.raises(ConfigError, match="data.expected_reviews must be an integer >= 1, got 0"):
+        SentimentDataModule(expected_reviews=0)
+
+
+def test_a_changed_copy_is_warned_about_once_however_often_lightning_prepares_the_data(
+    polarity_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = (polarity_dir / "rt-polarity.neg").read_bytes()
+    edited = _copy_with(polarity_dir, tmp_path / "edited", neg=raw.replace(b"tedious", b"tiresome", 1))
+    dm = SentimentDataModule(data_dir=str(edited), download=False)
+    with caplog.at_level(logging.WARNING, logger="rnn_lightning.data.sentiment"):
+        for _ in range(3):  # the build, then Lightning in fit and in test
+            dm.prepare_data()
+    warned = [r.message for r in caplog.records if "differs from the original release" in r.message]
+    assert warned == [
+        f"{edited / 'rt-polarity.neg'} differs from the original release (sha256); results may not be comparable."
+    ]

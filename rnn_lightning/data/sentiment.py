@@ -14,8 +14,11 @@ from torch.utils.data import DataLoader, TensorDataset
 import rnn_lightning
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.polarity import (
+    EXPECTED_LINES,
     EXPECTED_SHA256,
+    NEG_FILE,
     OFFICIAL_URL,
+    POS_FILE,
     ensure_polarity_files,
     file_sha256,
     missing_polarity_files,
@@ -24,6 +27,7 @@ from rnn_lightning.data.polarity import (
 from rnn_lightning.data.sampling import EpochShuffle, EvenShards, ResumableLoader
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.errors import ConfigError, DataError, MissingFileError
 
 __all__ = ["PROJECT_ROOT", "SentimentDataModule", "resolve_data_dir"]
 
@@ -68,9 +72,9 @@ def alternate_classes(pos: list[str], neg: list[str], seed: list[int]) -> tuple[
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    """Raise ValueError unless ``value`` is an int >= ``minimum``."""
+    """Raise ConfigError unless ``value`` is an int >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"data.{name} must be an integer >= {minimum}, got {value!r}; set data.{name}=...")
+        raise ConfigError(f"data.{name} must be an integer >= {minimum}, got {value!r}; set data.{name}=...")
 
 
 class SentimentDataModule(L.LightningDataModule):
@@ -98,15 +102,22 @@ class SentimentDataModule(L.LightningDataModule):
         seed: int = 0,
         download: bool = True,
         url: str = OFFICIAL_URL,
+        expected_reviews: int | None = EXPECTED_LINES,
     ) -> None:
         """Store and check the settings; nothing is read until :meth:`setup`.
 
+        Args:
+            expected_reviews: how many reviews each of the two files must hold: 5331, as the published rt-polarity
+                files do, so that a copy cut short (an interrupted download or copy) or grown is refused instead of
+                training on a smaller, unbalanced test set. ``None`` for reviews of your own: any number per file,
+                and a test set whose classes are unbalanced is only reported.
+
         Raises:
-            ValueError: a setting out of range; the message names it and the valid range.
+            ConfigError: a setting out of range; the message names it and the valid range.
         """
         super().__init__()
         if not str(data_dir).strip():
-            raise ValueError("data.data_dir is empty; set data.data_dir=<folder with rt-polarity.pos/.neg>.")
+            raise ConfigError("data.data_dir is empty; set data.data_dir=<folder with rt-polarity.pos/.neg>.")
         _check_int("max_len", max_len, 1)
         _check_int("min_freq", min_freq, 1)
         _check_int("train_per_class", train_per_class, 2)
@@ -114,9 +125,11 @@ class SentimentDataModule(L.LightningDataModule):
         _check_int("batch_size", batch_size, 1)
         _check_int("num_workers", num_workers, 0)
         _check_int("seed", seed, 0)
+        if expected_reviews is not None:
+            _check_int("expected_reviews", expected_reviews, 1)
         # Each class needs at least one validation and one training review.
         if val_size > 2 * train_per_class - 2:
-            raise ValueError(
+            raise ConfigError(
                 f"data.val_size={val_size} leaves too few training reviews out of "
                 f"2 x train_per_class = {2 * train_per_class}; use val_size <= {2 * train_per_class - 2} "
                 "(800 is the default)."
@@ -134,6 +147,9 @@ class SentimentDataModule(L.LightningDataModule):
         self.seed = seed
         self.download = download
         self.url = url
+        self.expected_reviews = expected_reviews
+        # Lightning calls prepare_data again in fit and in test: the check of files already there is made once.
+        self._files_checked = False
 
         self.vocab: Vocabulary | None = None
         self.train_texts: list[str] = []
@@ -150,11 +166,14 @@ class SentimentDataModule(L.LightningDataModule):
         only logs a warning, because the user put it there on purpose.
 
         Raises:
-            FileNotFoundError: files missing and ``download`` is false.
-            RuntimeError: the download failed (the message says where to put the files by hand).
+            MissingFileError: files missing and ``download`` is false, or the download failed (the message says
+                where to put the files by hand).
         """
         missing = missing_polarity_files(self.data_dir)
         if not missing:
+            if self._files_checked:
+                return
+            self._files_checked = True
             for name, expected in EXPECTED_SHA256.items():
                 if file_sha256(self.data_dir / name) != expected:
                     log.warning(
@@ -163,7 +182,7 @@ class SentimentDataModule(L.LightningDataModule):
                     )
             return
         if not self.download:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{', '.join(missing)} not found in {self.data_dir} and data.download=false. Put the files "
                 f"there, set data.data_dir=<folder that has them>, or set data.download=true to fetch "
                 f"{self.url}."
@@ -174,12 +193,14 @@ class SentimentDataModule(L.LightningDataModule):
         """Read, split, build the vocabulary and encode; later calls do nothing.
 
         Raises:
-            FileNotFoundError / ValueError: from reading the files.
-            ValueError: ``train_per_class`` leaves no test reviews for a class.
+            MissingFileError / DataError: from reading the files.
+            DataError: a file does not hold ``expected_reviews`` reviews.
+            ConfigError: ``train_per_class`` leaves no test reviews for a class.
         """
         if self.vocab is not None:
             return
         pos, neg = read_reviews(self.data_dir)
+        self._check_review_counts(len(pos), len(neg))
         train_pos, val_pos, test_pos = self._split_class(pos, "pos", (self.val_size + 1) // 2, offset=1)
         train_neg, val_neg, test_neg = self._split_class(neg, "neg", self.val_size // 2, offset=2)
 
@@ -194,6 +215,7 @@ class SentimentDataModule(L.LightningDataModule):
         self.test_texts, test_labels = alternate_classes(test_pos, test_neg, [22])
         self.val_set = self._encode(self.val_texts, val_labels)
         self.test_set = self._encode(self.test_texts, test_labels)
+        self._note_unbalanced_test_set(len(test_pos), len(test_neg))
         log.info(
             "rt-polarity: %d train, %d val, %d test reviews; vocabulary %d (min_freq=%d); %.1f%% of "
             "training reviews fill all max_len=%d positions (longer ones are cut).",
@@ -206,6 +228,35 @@ class SentimentDataModule(L.LightningDataModule):
             self.max_len,
         )
 
+    def _check_review_counts(self, n_pos: int, n_neg: int) -> None:
+        """A file cut short would otherwise train without a word: its class loses test reviews, and the test set is
+        no longer half positive."""
+        if self.expected_reviews is None:
+            return
+        wrong = {name: n for name, n in ((POS_FILE, n_pos), (NEG_FILE, n_neg)) if n != self.expected_reviews}
+        if not wrong:
+            return
+        counts = " and ".join(f"{name} has {n} reviews" for name, n in wrong.items())
+        raise DataError(
+            f"{counts} in {self.data_dir}, not {self.expected_reviews} (data.expected_reviews; each published file "
+            f"has {EXPECTED_LINES}). A file cut short by an interrupted download or copy, or one with reviews added, "
+            "would train and test on unbalanced classes. To fix: delete that file and run again to download the "
+            f"original (data.download=true), or copy it from {self.url}; for reviews of your own, set "
+            "data.expected_reviews=null."
+        )
+
+    def _note_unbalanced_test_set(self, n_pos: int, n_neg: int) -> None:
+        """Own data (any number of reviews per file) may leave the test classes unbalanced: said, not refused."""
+        share = n_pos / (n_pos + n_neg)
+        if abs(share - 0.5) > 0.05:
+            log.warning(
+                "the test set is %.0f%% positive (%d positive, %d negative reviews): accuracy on it is not the "
+                "accuracy on a balanced set; test/f1 says more.",
+                100 * share,
+                n_pos,
+                n_neg,
+            )
+
     def _split_class(
         self, reviews: list[str], name: str, n_val: int, offset: int
     ) -> tuple[list[str], list[str], list[str]]:
@@ -215,7 +266,7 @@ class SentimentDataModule(L.LightningDataModule):
         (e.g. turning ``shuffle_before_split`` on) leaves the others' draws as they were.
         """
         if self.train_per_class >= len(reviews):
-            raise ValueError(
+            raise ConfigError(
                 f"data.train_per_class={self.train_per_class} leaves no test reviews: the {name} file has "
                 f"{len(reviews)} reviews. Use train_per_class < {len(reviews)} (4000 is the default)."
             )
