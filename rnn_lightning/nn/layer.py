@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.cells import State
-from rnn_lightning.nn.registry import check_impl, choose_impl, layer_runner, make_cell
+from rnn_lightning.nn.proving import runnable_impl
+from rnn_lightning.nn.registry import check_impl, layer_runner, make_cell
 from rnn_lightning.nn.triton.plan import check_fp32_precision  # torch only, no triton
 
 
@@ -66,7 +67,7 @@ class Recurrent(nn.Module):
         self._check_dtypes(x, state)
         if lengths is not None:
             lengths = lengths.to(device=x.device, dtype=torch.long)
-        impl = choose_impl(self.impl, self.cells[0], x)
+        impl = runnable_impl(self.impl, self.cells[: self.directions], x, lengths, self.fp32_precision)
         run_layer = layer_runner(impl)
         if impl == "triton":  # the one impl with a choice of fp32 precision (loop and fused are IEEE)
             run_layer = partial(run_layer, fp32_precision=self.fp32_precision)

@@ -8,6 +8,9 @@ Implementations (all the same parameters, all proven equal to each other and to 
 * ``triton``: one GPU kernel launch per layer and direction (``triton/``); the built-in cells only;
 * ``auto``: ``triton`` for CUDA inputs when Triton is installed and the hidden size fits its kernels (256), else
   ``fused``; ``loop`` for a user's own cell.
+
+On a CUDA device the Triton kernels of each layer configuration first pass a short check against the fused path
+(``proving.py``): ``auto`` falls back to ``fused`` where they fail, ``triton`` raises.
 """
 
 from __future__ import annotations
@@ -105,13 +108,19 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def on_cuda(x: Tensor) -> bool:
+    """Whether ``x`` lives on a CUDA device: the one place that says so, for ``auto`` and for the kernels' first check
+    (a test fakes it to drive both on a CPU, the kernels through Triton's interpreter)."""
+    return x.is_cuda
+
+
 def choose_impl(impl: str, cell: nn.Module, x: Tensor) -> str:
     """What ``auto`` means for this cell and input; any other impl means itself."""
     if impl != "auto":
         return impl
     if not is_built_in(cell):
         return "loop"
-    if x.is_cuda and triton_available() and getattr(cell, "hidden_size", 0) <= TRITON_MAX_HIDDEN_SIZE:
+    if on_cuda(x) and triton_available() and getattr(cell, "hidden_size", 0) <= TRITON_MAX_HIDDEN_SIZE:
         return "triton"
     return "fused"
 
