@@ -5,25 +5,19 @@ import json
 import pytest
 import torch
 from hydra_compose import compose_config
+from saved_models import save_checkpoint, tiny_classifier
 from torchmetrics.functional.classification import binary_f1_score
 
 from rnn_lightning.cli import ensemble
-from rnn_lightning.models.sentiment import SentimentClassifier
 from rnn_lightning.training.run import train
 
 TINY = ["model=gru", "model.hidden_size=16", "epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
 
 
-def member(vocab, seed):
-    torch.manual_seed(seed)
-    settings = {"max_len": 6, "tokenizer_version": "v1", "vocab_size": len(vocab)}
-    return SentimentClassifier(vocab_size=len(vocab), vocab=vocab, tokenizer=settings, hidden_size=4).eval()
-
-
 def test_ensemble_averages_member_probabilities_read_through_each_vocabulary():
     # The two members index the same words differently, as members trained on different seeds do.
-    first = member(["<pad>", "<unk>", "good", "bad", "film"], seed=0)
-    second = member(["<pad>", "<unk>", "film", "good", "dull"], seed=1)
+    first = tiny_classifier(seed=0, vocab=["<pad>", "<unk>", "good", "bad", "film"])
+    second = tiny_classifier(seed=1, vocab=["<pad>", "<unk>", "film", "good", "dull"])
     texts = ["good film", "bad film", "dull", "good good bad"]
     labels = torch.tensor([1, 0, 0, 1])
     result = ensemble.evaluate([first, second], texts, labels)
@@ -49,8 +43,69 @@ def test_members_tested_on_other_reviews_are_refused(tmp_path):
     shuffled = {**same, "shuffle_before_split": True}
     with pytest.raises(SystemExit, match="tested on another split"):
         ensemble.check_same_test_split([shuffled, {**shuffled, "seed": 2}], [tmp_path / "a", tmp_path / "b"])
-    with pytest.raises(SystemExit, match="no runs with checkpoints"):
+    with pytest.raises(SystemExit, match="no completed runs with checkpoints"):
         ensemble.find_checkpoints([tmp_path])
+
+
+def job(sweep, name, status=None, error=None, seed=0):
+    """A sweep's job folder with a best checkpoint and, unless ``status`` is None, a metrics.json saying it."""
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    save_checkpoint(folder / "checkpoints" / "best-epoch001.ckpt", tiny_classifier(seed))
+    if status is not None:
+        (folder / "metrics.json").write_text(json.dumps({"status": status, "error": error}))
+    return folder
+
+
+def unfinished_sweep(sweep):
+    """Two completed jobs and one of each way a job can be unfinished."""
+    job(sweep, "0", "completed", seed=1)
+    job(sweep, "1", "running")
+    job(sweep, "2", "interrupted", "Interrupted: SIGTERM; last.ckpt saved")
+    job(sweep, "3", "failed", "ConfigError: optim.lr=-1 must be positive")
+    job(sweep, "4")
+    job(sweep, "5", "completed", seed=2)
+    return sweep
+
+
+LEFT_OUT = {
+    "1": "running: still training, or stopped without recording its end (killed)",
+    "2": "interrupted: stopped before the end (its checkpoints/last.ckpt resumes it)",
+    "3": "failed: ConfigError: optim.lr=-1 must be positive",
+    "4": "missing: no record (no metrics.json): it crashed before writing one, or has not started",
+}
+
+
+def test_only_completed_jobs_are_members_and_the_others_are_named_with_why(tmp_path):
+    sweep = unfinished_sweep(tmp_path / "sweep")
+    checkpoints, left_out = ensemble.find_checkpoints([sweep])
+    assert checkpoints == [sweep / job / "checkpoints" / "best-epoch001.ckpt" for job in ("0", "5")]
+    assert left_out == {str(sweep / job): reason for job, reason in LEFT_OUT.items()}
+
+
+def test_a_sweep_with_no_completed_job_says_why_of_each(tmp_path):
+    sweep = tmp_path / "sweep"
+    job(sweep, "0", "running")
+    job(sweep, "1", "failed", "OSError: [Errno 28] No space left on device")
+    with pytest.raises(SystemExit) as refused:
+        ensemble.find_checkpoints([sweep])
+    assert str(refused.value) == (
+        f"no completed runs with checkpoints under {sweep}\n  {sweep / '0'}: {LEFT_OUT['1']}\n"
+        f"  {sweep / '1'}: failed: OSError: [Errno 28] No space left on device"
+    )
+
+
+def test_an_ensemble_of_a_running_sweep_reads_each_members_checkpoint_once(polarity_dir, tmp_path, monkeypatch, capsys):
+    sweep = unfinished_sweep(tmp_path / "sweep")
+    reads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: reads.append(args[0]) or load(*args, **kwargs))
+    result = ensemble.main([str(sweep), "--data-dir", str(polarity_dir)])
+    members = [sweep / job / "checkpoints" / "best-epoch001.ckpt" for job in ("0", "5")]
+    assert reads == members
+    assert result["checkpoints"] == [str(p) for p in members] and result["test_reviews"] == 2662
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == [f"left out  {sweep / job}  {reason}" for job, reason in LEFT_OUT.items()]
+    assert out[4].endswith(str(members[0])) and out[-1].startswith("2 members: ")
 
 
 def test_ensemble_of_a_seed_sweep_on_the_real_reviews(polarity_dir, tmp_path):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from rnn_lightning.data import glove
-from rnn_lightning.data.glove import GloveNotInstalledError, load_glove_vectors
+from rnn_lightning.data.glove import GloveFileMissingError, GloveNotInstalledError, load_glove_vectors
 from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.errors import MissingFileError
 
 ROWS = {
     "the": [0.1, 0.2, 0.3],
@@ -82,9 +83,21 @@ def test_non_number_is_reported(vocab: Vocabulary, tmp_path: Path) -> None:
         load_glove_vectors(vocab, str(path), dim=3)
 
 
-def test_missing_file(vocab: Vocabulary, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="is not a file. Pass source='kumo'"):
-        load_glove_vectors(vocab, str(tmp_path / "glove.6B.50d.txt"))
+def test_a_missing_file_is_named_with_what_to_give_instead(
+    vocab: Vocabulary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GloveFileMissingError) as missing:
+        load_glove_vectors(vocab, "vectors/glove.6B.50d.txt")
+    assert isinstance(missing.value, MissingFileError) and missing.value.path == tmp_path / "vectors/glove.6B.50d.txt"
+    assert str(missing.value) == (
+        f"The GloVe vectors file {tmp_path / 'vectors/glove.6B.50d.txt'} does not exist "
+        "(source='vectors/glove.6B.50d.txt'). Give the path of a GloVe text file, such as glove.6B.50d.txt from "
+        "https://nlp.stanford.edu/projects/glove/ (a word and its 50 numbers per line), or 'kumo' for the 50-d "
+        "vectors installed with the project."
+    )
+    with pytest.raises(GloveFileMissingError, match=f"file {tmp_path} is a folder, not a file"):
+        load_glove_vectors(vocab, str(tmp_path))
 
 
 def test_kumo_missing_package_says_how_to_install(vocab: Vocabulary, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -275,7 +275,7 @@ def test_without_a_folder_and_no_sweep_it_says_what_to_give(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert "no sweep folder under multirun/" in err and "make report DIR=multirun/DATE/TIME" in err
+    assert "no sweep folder under multirun/" in err and "(with make: DIR=multirun/DATE/TIME)" in err
 
 
 @pytest.mark.parametrize("target", ["report", "ensemble"])

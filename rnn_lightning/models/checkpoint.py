@@ -31,6 +31,8 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
     """A checkpoint written by train.py, or a ConfigError that says what is wrong with the file (``key`` names the
     setting or argument it came from, for the message)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{key}={path} is a folder, not a checkpoint file. {_checkpoints_in(path)}")
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise ConfigError(
@@ -53,6 +55,17 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
             "outputs/.../checkpoints/ folder."
         )
     return Checkpoint(path, task, hparams, contents)
+
+
+def _checkpoints_in(folder: Path) -> str:
+    """What to give instead of a run folder: the checkpoint files in it, or an example where it has none."""
+    found = sorted({*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt")})
+    if not found:
+        return "It holds no .ckpt file; give the path of one, such as outputs/<date>/<time>/checkpoints/last.ckpt."
+    return (
+        f"Give one of its checkpoints: {', '.join(map(str, found))} (last.ckpt: where the run stopped; best-*.ckpt: "
+        "its best validation score)."
+    )
 
 
 def _intact_sibling_hint(path: Path) -> str:
