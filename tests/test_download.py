@@ -15,14 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rnn_lightning.data.polarity import (
-    NEG_FILE,
-    POS_FILE,
-    FetchFailedError,
-    NotTheOriginalError,
-    ensure_polarity_files,
-    file_sha256,
-)
+from rnn_lightning.data.download import FetchFailedError, NotTheOriginalError, ensure_polarity_files
+from rnn_lightning.data.polarity import NEG_FILE, POS_FILE, file_sha256
 from rnn_lightning.data.sentiment import SentimentDataModule
 
 TIMEOUT = 5.0

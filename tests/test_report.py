@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnn_lightning.cli.report import MISSING, ReportError, build_report, load_references, main
+from rnn_lightning.cli.report import ReportError, build_report, load_references, main
+from rnn_lightning.cli.sweeps import MISSING
 
 PARAMS = {  # as training/params.py writes them: the summary keys, then one per override key
     "task": "sentiment",

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from rnn_lightning.cli import reproduce
-from rnn_lightning.cli.report import find_jobs
 from rnn_lightning.cli.reproduce import Experiment
 from rnn_lightning.cli.reproduce_figures import logged_by_epoch, validation_accuracy_figure, write_figures
+from rnn_lightning.cli.sweeps import find_jobs
 
 TINY = ["epochs=1", "data.length=60", "data.context=30", "model.hidden_size=6", "optim.max_iter=3", "trainer=cpu"]
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
 
 from rnn_lightning.cli.predict import read_classifier
-from rnn_lightning.cli.report import ReportError, find_jobs, newest_sweep
+from rnn_lightning.cli.sweeps import ReportError, find_jobs, newest_sweep
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.sentiment import SentimentDataModule
 from rnn_lightning.data.vocab import Vocabulary

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rnn_lightning.cli.report import Job, find_jobs
+from rnn_lightning.cli.sweeps import Job, find_jobs
 
 
 def logged_by_epoch(job_folder: Path) -> dict[int, dict[str, float]]:

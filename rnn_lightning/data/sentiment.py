@@ -12,14 +12,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import rnn_lightning
+from rnn_lightning.data.download import ensure_polarity_files
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.polarity import (
     EXPECTED_LINES,
     EXPECTED_SHA256,
-    NEG_FILE,
     OFFICIAL_URL,
-    POS_FILE,
-    ensure_polarity_files,
+    check_review_counts,
     file_sha256,
     missing_polarity_files,
     read_reviews,
@@ -27,7 +26,7 @@ from rnn_lightning.data.polarity import (
 from rnn_lightning.data.sampling import EpochShuffle, EvenShards, ResumableLoader
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
-from rnn_lightning.errors import ConfigError, DataError, MissingFileError
+from rnn_lightning.errors import ConfigError, MissingFileError
 
 __all__ = ["PROJECT_ROOT", "SentimentDataModule", "resolve_data_dir"]
 
@@ -200,7 +199,8 @@ class SentimentDataModule(L.LightningDataModule):
         if self.vocab is not None:
             return
         pos, neg = read_reviews(self.data_dir)
-        self._check_review_counts(len(pos), len(neg))
+        if self.expected_reviews is not None:
+            check_review_counts(self.data_dir, len(pos), len(neg), self.expected_reviews, self.url)
         train_pos, val_pos, test_pos = self._split_class(pos, "pos", (self.val_size + 1) // 2, offset=1)
         train_neg, val_neg, test_neg = self._split_class(neg, "neg", self.val_size // 2, offset=2)
 
@@ -226,23 +226,6 @@ class SentimentDataModule(L.LightningDataModule):
             self.min_freq,
             100.0 * float((self.train_set.tensors[1] == self.max_len).float().mean()),
             self.max_len,
-        )
-
-    def _check_review_counts(self, n_pos: int, n_neg: int) -> None:
-        """A file cut short would otherwise train without a word: its class loses test reviews, and the test set is
-        no longer half positive."""
-        if self.expected_reviews is None:
-            return
-        wrong = {name: n for name, n in ((POS_FILE, n_pos), (NEG_FILE, n_neg)) if n != self.expected_reviews}
-        if not wrong:
-            return
-        counts = " and ".join(f"{name} has {n} reviews" for name, n in wrong.items())
-        raise DataError(
-            f"{counts} in {self.data_dir}, not {self.expected_reviews} (data.expected_reviews; each published file "
-            f"has {EXPECTED_LINES}). A file cut short by an interrupted download or copy, or one with reviews added, "
-            "would train and test on unbalanced classes. To fix: delete that file and run again to download the "
-            f"original (data.download=true), or copy it from {self.url}; for reviews of your own, set "
-            "data.expected_reviews=null."
         )
 
     def _note_unbalanced_test_set(self, n_pos: int, n_neg: int) -> None:
