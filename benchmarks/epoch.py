@@ -30,7 +30,9 @@ ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
 
 def build(data: SentimentDataModule, impl: str) -> SentimentClassifier:
     torch.manual_seed(0)
-    return SentimentClassifier(**data.model_inputs(), cell="lstm", hidden_size=128, impl=impl, optim=ADAM)
+    return SentimentClassifier(
+        **data.model_inputs(), model={"cell": "lstm", "hidden_size": 128, "impl": impl}, optim=ADAM
+    )
 
 
 def plain_epoch(model: SentimentClassifier, data: SentimentDataModule) -> float:

@@ -9,7 +9,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+import rnn_lightning.training.schema  # noqa: F401  registers the schema conf/config.yaml starts from
+from rnn_lightning.paths import CONF_DIR
+
 FAST_CPU = ["trainer=cpu", "trainer.enable_model_summary=false"]
 TINY_SINE = ["task=sine", "data.length=60", "data.context=30", "model.hidden_size=8"]
 QUICK_LBFGS = "optim.max_iter=4"  # only where the task default (LBFGS) is in use
@@ -26,3 +28,18 @@ def compose_config(overrides: list[str], output_dir: Path, device: str = "cpu") 
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+# Objects a test hands to a run as callbacks, through the config as a user's own callback would go in.
+PROVIDED: dict[str, object] = {}
+
+
+def provided(name: str) -> object:
+    return PROVIDED[name]
+
+
+def with_callbacks(**callbacks: object) -> list[str]:
+    """Overrides that add these callback objects to a run (``+callbacks.NAME``, the way a user adds one)."""
+    PROVIDED.update(callbacks)
+    return [line for name in callbacks for line in (f"+callbacks.{name}._target_=hydra_compose.provided",
+                                                   f"+callbacks.{name}.name={name}")]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnn_lightning.training.checkpoint_io import AtomicCheckpointIO
+from rnn_lightning.training.callbacks.checkpoint_io import AtomicCheckpointIO
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint_and_a_good_one_replaces_it(tmp_path, monkeypatch):

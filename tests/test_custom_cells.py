@@ -11,9 +11,9 @@ from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 from torch import nn
 
 from rnn_lightning import Recurrent, check_cell
+from rnn_lightning.errors import ConfigError
 from rnn_lightning.models.sentiment import SentimentClassifier
 from rnn_lightning.nn import registry
-from rnn_lightning.training.checks import ConfigError
 from rnn_lightning.training.run import train
 
 TINY_SENTIMENT = ["model.hidden_size=4", "epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]

@@ -128,6 +128,8 @@ def test_without_the_vectors_the_default_run_still_trains_and_says_so(vocab, mon
 
     monkeypatch.setattr(glove, "_KUMO_PACKAGE", "no_such_glove_package_for_tests")
     with caplog.at_level("WARNING", logger="rnn_lightning"):
-        model = SentimentClassifier(vocab_size=len(vocab), vocab=list(vocab.itos), embeddings="kumo", hidden_size=4)
+        model = SentimentClassifier(
+            vocab_size=len(vocab), vocab=list(vocab.itos), embeddings="kumo", model={"hidden_size": 4}
+        )
     assert "are not installed" in caplog.text and "randomly initialised embeddings instead" in caplog.text
     assert model.embedding.weight.shape == (len(vocab), 50)

@@ -14,11 +14,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra_compose import TINY_SINE, compose_config
+from hydra_compose import TINY_SINE, compose_config, with_callbacks
 
 import rnn_lightning
-import rnn_lightning.training.build as build
-from rnn_lightning.training.numerics import FiniteGuard
+from rnn_lightning.training.callbacks.guard import FiniteGuard
 from rnn_lightning.training.run import train
 
 PACKAGE = str(Path(rnn_lightning.__file__).parent)
@@ -53,8 +52,6 @@ def counter(monkeypatch):
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    callbacks = build.callbacks
-    monkeypatch.setattr(build, "callbacks", lambda *a: [count, *callbacks(*a)])
     real_init = FiniteGuard.__init__
     monkeypatch.setattr(
         FiniteGuard, "__init__", lambda self, monitor=None, deferred=None: real_init(self, monitor, True)
@@ -63,11 +60,12 @@ def counter(monkeypatch):
 
 
 def test_a_sine_training_step_reads_nothing_back(counter, tmp_path):
-    train(compose_config([*TINY_SINE, "optim=adam", "batch=49", "epochs=2"], tmp_path))
+    train(compose_config([*TINY_SINE, "optim=adam", "batch=49", "epochs=2", *with_callbacks(count=counter)], tmp_path))
     assert counter.reads == Counter()
 
 
 def test_a_sentiment_training_step_reads_nothing_back(counter, polarity_dir, tmp_path):
     tiny = ["model.hidden_size=8", "epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
-    train(compose_config([f"data.data_dir={polarity_dir}", *tiny, "module.word_dropout=0.2"], tmp_path))
+    counted = with_callbacks(count=counter)
+    train(compose_config([f"data.data_dir={polarity_dir}", *tiny, "module.word_dropout=0.2", *counted], tmp_path))
     assert set(counter.reads) <= CPU_ONLY, counter.reads

@@ -21,11 +21,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra_compose import TINY_SINE, compose_config
+from hydra_compose import TINY_SINE, compose_config, with_callbacks
 
-import rnn_lightning.training.build as build_module
+from rnn_lightning.training.callbacks.graceful_stop import Interrupted, StopRequest
 from rnn_lightning.training.run import train
-from rnn_lightning.training.signals import Interrupted, StopRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESUMABLE = [
@@ -88,11 +87,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _interrupt(run: Path, signum: int, monkeypatch: pytest.MonkeyPatch) -> Interrupted:
     """Train RESUMABLE into ``run``, sending ``signum`` at the start of the 4th batch of the 2nd epoch."""
-    callbacks = build_module.callbacks
-    monkeypatch.setattr(build_module, "callbacks", lambda *a: [*callbacks(*a), SignalAt(signum, epoch=1, batch=3)])
     with pytest.raises(Interrupted) as raised:
-        train(compose_config(RESUMABLE, run))
-    monkeypatch.setattr(build_module, "callbacks", callbacks)
+        train(compose_config([*RESUMABLE, *with_callbacks(signal_at=SignalAt(signum, epoch=1, batch=3))], run))
     last = run / "checkpoints" / "last.ckpt"
     message = f"{signal.Signals(signum).name} received: stopped in epoch 2/2 after 4 batch(es) (global step 11)"
     assert f"{message} and saved {last}; resume with ckpt_path={last} hydra.run.dir={run}" == str(raised.value)

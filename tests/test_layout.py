@@ -50,3 +50,13 @@ def test_no_file_in_the_package_is_over_about_300_lines():
         str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 320
     }
     assert not long, long
+
+
+def test_the_wheel_lists_every_package_and_ships_the_configs():
+    """pyproject.toml lists the packages by hand (conf/ is mapped into the package): a new folder must be added."""
+    import tomllib
+
+    settings = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(("rnn_lightning", *p.parent.relative_to(PACKAGE).parts)) for p in PACKAGE.rglob("__init__.py")}
+    assert set(settings["packages"]) == folders | {"rnn_lightning.conf"}
+    assert settings["package-dir"] == {"rnn_lightning.conf": "conf"}

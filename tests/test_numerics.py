@@ -10,7 +10,7 @@ import torch
 from hydra_compose import TINY_SINE, compose_config
 
 from rnn_lightning.models.sine import SineForecaster
-from rnn_lightning.training.numerics import FiniteGuard, NonFiniteError
+from rnn_lightning.training.callbacks.guard import FiniteGuard, NonFiniteError
 from rnn_lightning.training.run import train
 
 ADAM_SINE = [*TINY_SINE, "optim=adam", "optim.lr=0.01", "batch=49", "epochs=3"]  # 2 batches per epoch

@@ -14,13 +14,14 @@ import lightning as L
 import pytest
 import torch
 from hydra_compose import TINY_SINE, compose_config
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rnn_lightning.models.base import LR_LOG_NAME, RecurrentTask
+from rnn_lightning.models.optimization import Schedule
 from rnn_lightning.models.sine import SineForecaster
-from rnn_lightning.training.checks import schedule_of
 from rnn_lightning.training.run import train
 
 OPTIMS = {
@@ -50,7 +51,8 @@ class Scripted(RecurrentTask):
 
 def scripted_lrs(optim: str, scheduler_overrides: list[str], script: list[float], tmp_path: Path) -> list[float]:
     """The lr of each epoch of a Scripted run with the real conf/scheduler/ file and these overrides."""
-    scheduler = schedule_of(compose_config(scheduler_overrides, tmp_path)).settings()
+    composed = compose_config(scheduler_overrides, tmp_path).scheduler
+    scheduler = Schedule.of(OmegaConf.to_container(composed, resolve=True) if composed else None).settings()
     module = Scripted(OPTIMS[optim], scheduler, script)
     data = DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=4)
     trainer = L.Trainer(

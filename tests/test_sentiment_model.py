@@ -10,11 +10,19 @@ from rnn_lightning.models.sentiment import SentimentClassifier
 VOCAB = ["<pad>", "<unk>", "good", "bad", "film", "a", "very"]
 
 
+MODEL_KEYS = ("cell", "bidirectional", "num_layers", "impl")
+
+
 def classifier(**kwargs):
     torch.manual_seed(0)
     settings = {"max_len": 8, "tokenizer_version": "v1", "vocab_size": len(VOCAB)}
     return SentimentClassifier(
-        vocab_size=len(VOCAB), vocab=VOCAB, tokenizer=settings, hidden_size=6, embedding_dim=4, **kwargs
+        vocab_size=len(VOCAB),
+        vocab=VOCAB,
+        tokenizer=settings,
+        model={"hidden_size": 6, **{k: kwargs.pop(k) for k in MODEL_KEYS if k in kwargs}},
+        embedding_dim=4,
+        **kwargs,
     ).eval()
 
 

@@ -36,7 +36,7 @@ def test_lbfgs_lowers_the_training_loss_through_manual_optimization(tmp_path):
     torch.manual_seed(0)
     data = SineDataModule(length=80, context=40)
     data.setup("fit")
-    model = SineForecaster(cell="lstm", hidden_size=12, optim=LBFGS)
+    model = SineForecaster(model={"cell": "lstm", "hidden_size": 12}, optim=LBFGS)
     assert model.automatic_optimization is False
     inputs, targets = next(iter(data.train_dataloader()))
     before = model.training_loss((inputs, targets)).item()
@@ -49,7 +49,7 @@ def test_lbfgs_lowers_the_training_loss_through_manual_optimization(tmp_path):
 
 def test_forecast_feeds_its_own_outputs_back():
     torch.manual_seed(0)
-    model = SineForecaster(cell="gru", hidden_size=6).double()
+    model = SineForecaster(model={"cell": "gru", "hidden_size": 6}).double()
     waves = torch.randn(2, 30, dtype=torch.float64)
     forecast = model.forecast(waves, context=10)
     assert forecast.shape == (2, 20)
@@ -71,8 +71,8 @@ def test_forecast_feeds_its_own_outputs_back():
 def test_fused_and_loop_models_forecast_alike(cell):
     # The fused path hands single steps (every forecast step after the context) to the cell itself.
     torch.manual_seed(0)
-    loop = SineForecaster(cell=cell, hidden_size=6, impl="loop").double()
-    fused = SineForecaster(cell=cell, hidden_size=6, impl="fused").double()
+    loop = SineForecaster(model={"cell": cell, "hidden_size": 6, "impl": "loop"}).double()
+    fused = SineForecaster(model={"cell": cell, "hidden_size": 6, "impl": "fused"}).double()
     fused.load_state_dict(loop.state_dict())
     waves = torch.randn(2, 30, dtype=torch.float64)
     torch.testing.assert_close(fused.forecast(waves, context=10), loop.forecast(waves, context=10), rtol=0, atol=1e-12)
@@ -80,17 +80,17 @@ def test_fused_and_loop_models_forecast_alike(cell):
 
 def test_bidirectional_is_refused_on_the_forecast_task():
     with pytest.raises(ValueError, match="bidirectional=true is impossible on the sine task"):
-        SineForecaster(bidirectional=True)
+        SineForecaster(model={"bidirectional": True})
 
 
 def test_checkpoint_loads_with_no_extra_arguments(tmp_path):
-    model = SineForecaster(cell="rnn", hidden_size=5, num_layers=2, head_hidden=4, optim=LBFGS)
+    model = SineForecaster(model={"cell": "rnn", "hidden_size": 5, "num_layers": 2}, head_hidden=4, optim=LBFGS)
     trainer = small_trainer(tmp_path, epochs=1)
     trainer.fit(model, datamodule=SineDataModule(length=40, context=20))
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     loaded = SineForecaster.load_from_checkpoint(path)  # weights_only load: hyperparameters are plain data
-    assert loaded.hparams.cell == "rnn" and loaded.hparams.num_layers == 2
+    assert loaded.hparams.model == {"cell": "rnn", "hidden_size": 5, "num_layers": 2}
     assert loaded.automatic_optimization is False
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         torch.testing.assert_close(a.float(), b, rtol=0, atol=0, msg=name)  # loaded as float32

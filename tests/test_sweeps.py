@@ -16,7 +16,7 @@ from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
 from omegaconf import OmegaConf
 
 from rnn_lightning.cli.report import build_report
-from rnn_lightning.training.run_name import fit_file_name, run_name
+from rnn_lightning.training.naming import fit_file_name, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = re.compile(r"\d\d-\d\d-\d\d_(\d{6})")  # HH-MM-SS_microseconds

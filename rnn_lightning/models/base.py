@@ -10,11 +10,20 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from rnn_lightning.errors import ConfigError, first_line
 from rnn_lightning.models.metrics import WeightedMean
 from rnn_lightning.models.optimization import DEFAULT_OPTIM, Schedule, build_optimizer, is_lbfgs
+from rnn_lightning.nn import Recurrent
 
-# The name of the learning rate in TensorBoard (LearningRateMonitor), grouped with the other train/ scalars.
+# The learning rate an epoch trained with, logged with a schedule only, grouped with the other train/ scalars.
 LR_LOG_NAME = "train/lr"
+
+
+def recurrent_layer(model: dict[str, Any] | None, input_size: int) -> Recurrent:
+    """The recurrent layer from the ``model.*`` settings (``Recurrent``'s arguments: cell, hidden_size, num_layers,
+    bidirectional, dropout, impl, fp32_precision), passed to a module as one dict so no module repeats them."""
+    settings = {"cell": "lstm", "hidden_size": 64, **(model or {})}
+    return Recurrent(input_size=input_size, **settings)
 
 
 class RecurrentTask(L.LightningModule):
@@ -57,6 +66,8 @@ class RecurrentTask(L.LightningModule):
             # averages over every DDP process's batches, not rank 0's alone.
             for name, metric in self.training_epoch_metrics().items():
                 self.log(name, metric.compute(), on_step=False, on_epoch=True, prog_bar=True)
+            if self.schedule:  # the rate this epoch trained with: the schedule moves it at the epoch's end
+                self.log(LR_LOG_NAME, float(self.optimizers().param_groups[0]["lr"]), on_step=False, on_epoch=True)
         return loss if self.automatic_optimization else None
 
     def on_train_epoch_end(self) -> None:
@@ -109,8 +120,15 @@ class RecurrentTask(L.LightningModule):
         optimizer = build_optimizer(self.optim_config, self.parameters())
         if not self.schedule:
             return optimizer
-        # Lightning's dict form: it saves the scheduler's state in checkpoints and names it for LearningRateMonitor.
-        lr_scheduler = {"scheduler": self.schedule.build(optimizer), "interval": "epoch", "name": LR_LOG_NAME}
+        try:
+            scheduler = self.schedule.build(optimizer)
+        except (TypeError, ValueError) as error:  # the scheduler's own checks (ReduceLROnPlateau's factor < 1)
+            raise ConfigError(
+                f"the learning-rate schedule {self.schedule.target} cannot be built from its settings "
+                f"({first_line(error)}). Fix that scheduler.* value (python train.py --cfg job prints them all)."
+            ) from None
+        # Lightning's dict form: it saves the scheduler's state in checkpoints.
+        lr_scheduler = {"scheduler": scheduler, "interval": "epoch"}
         if self.schedule.is_plateau and self.automatic_optimization:
             lr_scheduler["monitor"] = self.schedule.monitor  # Lightning refuses a plateau schedule without one
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

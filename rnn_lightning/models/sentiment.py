@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,23 +12,21 @@ from torchmetrics import MaxMetric, MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryConfusionMatrix, BinaryF1Score
 
 from rnn_lightning.data.vocab import Vocabulary
-from rnn_lightning.models.base import RecurrentTask
-from rnn_lightning.models.figures import confusion_figure, save_figure
+from rnn_lightning.models.base import RecurrentTask, recurrent_layer
 from rnn_lightning.models.head import make_head
 from rnn_lightning.models.metrics import Accuracy
-from rnn_lightning.models.misclassified import misclassified_markdown
 from rnn_lightning.models.readout import READOUTS, last_state, pool, readout_width
-from rnn_lightning.nn import Recurrent
 
 log = logging.getLogger("rnn_lightning")
 LABELS = ["negative", "positive"]
 
 
 class SentimentClassifier(RecurrentTask):
-    """``vocab`` (the words, index order) is needed to train and to read new text; it travels in the
-    checkpoint beside the weights rather than in the hyperparameters, which stay small enough for
-    TensorBoard's hparams view. ``embeddings`` names pretrained vectors ("kumo" or a GloVe text file)
-    used to initialise the embedding when a model is first built, never when one is loaded."""
+    """``model`` holds the recurrent layer's settings (``model.*``, one dict: ``models/base.py``). ``vocab`` (the
+    words, index order) is needed to train and to read new text; it travels in the checkpoint beside the weights
+    rather than in the hyperparameters, which stay small enough for TensorBoard's hparams view. ``embeddings`` names
+    pretrained vectors ("kumo" or a GloVe text file) used to initialise the embedding when a model is first built,
+    never when one is loaded."""
 
     task = "sentiment"
     EPOCH_METRICS = {
@@ -43,12 +40,7 @@ class SentimentClassifier(RecurrentTask):
     def __init__(
         self,
         vocab_size: int,
-        cell: str = "lstm",
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        impl: str = "auto",
+        model: dict[str, Any] | None = None,
         embedding_dim: int = 50,
         embeddings: str | None = None,
         freeze_embeddings: bool = False,
@@ -75,7 +67,7 @@ class SentimentClassifier(RecurrentTask):
             self._load_pretrained(embeddings, vocab)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
+        self.rnn = recurrent_layer(model, embedding_dim)
         features = readout_width(readout, self.rnn.output_size)
         self.head = make_head(features, len(LABELS), head_hidden, head_activation, head_dropout)
         # head_dropout acts on the input of the head's last linear layer: between the layers of a two-layer
@@ -157,24 +149,12 @@ class SentimentClassifier(RecurrentTask):
         self.test_predictions.append((predictions, probabilities[:, 1], labels))  # moved to the CPU once, at the end
 
     def on_test_epoch_end(self) -> None:
-        matrix = self.test_confusion.compute().cpu().numpy()
+        # Kept for the test report (training's callbacks draw the matrix and list the mistakes), on the host once.
+        self.test_confusion_matrix = self.test_confusion.compute().cpu().numpy()  # (2, 2): true x predicted
         self.test_confusion.reset()
-        figure = confusion_figure(matrix, LABELS, "test set, best checkpoint")
-        save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "confusion.png")
-        if hasattr(self.logger, "log_figure"):  # the run's TensorBoard logger (training/tensorboard.py)
-            self.logger.log_figure("test/confusion_matrix", figure)
-            table = self.misclassified_table()
-            if table:
-                self.logger.log_text("test/misclassified", table)
-
-    def misclassified_table(self) -> str:
-        """The test reviews the model got wrong, most confident mistakes first (``misclassified.py``)."""
-        texts = getattr(getattr(self.trainer, "datamodule", None), "test_texts", None)
-        if not texts or not self.test_predictions:
-            return ""
-        # One move to the host for the whole list: it reads each mistake's values one by one.
-        predictions, positive, labels = (torch.cat(parts).cpu() for parts in zip(*self.test_predictions))
-        return misclassified_markdown(texts, predictions, positive, labels, LABELS)
+        if self.test_predictions:
+            predictions, positive, labels = (torch.cat(parts).cpu() for parts in zip(*self.test_predictions))
+            self.test_predictions = [(predictions, positive, labels)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,10 +9,9 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, MinMetric
 
-from rnn_lightning.models.base import RecurrentTask
-from rnn_lightning.models.figures import forecast_figure, save_figure
+from rnn_lightning.models.base import RecurrentTask, recurrent_layer
 from rnn_lightning.models.head import make_head
-from rnn_lightning.nn import Recurrent, State
+from rnn_lightning.nn import State
 
 
 class SineForecaster(RecurrentTask):
@@ -22,12 +20,7 @@ class SineForecaster(RecurrentTask):
 
     def __init__(
         self,
-        cell: str = "lstm",
-        hidden_size: int = 51,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        impl: str = "auto",
+        model: dict[str, Any] | None = None,
         head_hidden: int = 0,
         head_activation: str = "tanh",
         context: int = 500,
@@ -35,13 +28,13 @@ class SineForecaster(RecurrentTask):
         scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(optim, scheduler)
-        if bidirectional:
+        if (model or {}).get("bidirectional"):
             raise ValueError(
                 "model.bidirectional=true is impossible on the sine task: its autoregressive forecast "
                 "cannot read the future it is predicting. Use model.bidirectional=false."
             )
         self.save_hyperparameters(logger=False)
-        self.rnn = Recurrent(cell, 1, hidden_size, num_layers, bidirectional, dropout, impl)
+        self.rnn = recurrent_layer(model, 1)
         self.head = make_head(self.rnn.output_size, 1, head_hidden, head_activation)
         self.val_mse = MeanMetric()
         self.val_mse_best = MinMetric()
@@ -107,10 +100,7 @@ class SineForecaster(RecurrentTask):
 
     def on_test_epoch_end(self) -> None:
         self.log("test/train_mse", self.training_mse())
-        waves = torch.cat([w for w, _ in self.test_outputs]).float().cpu().numpy()
-        forecasts = torch.cat([f for _, f in self.test_outputs]).float().cpu().numpy()
-        names = [f"test sequence {i}: context {self.hparams.context} points, then forecast" for i in range(len(waves))]
-        figure = forecast_figure(waves, forecasts, self.hparams.context, names)
-        save_figure(figure, Path(self.trainer.default_root_dir) / "figures" / "forecast.png")
-        if hasattr(self.logger, "log_figure"):  # the run's TensorBoard logger (training/tensorboard.py)
-            self.logger.log_figure("test/forecast", figure)
+        # Kept for the test report (training's callbacks draw the forecast), on the host once.
+        waves = torch.cat([w for w, _ in self.test_outputs]).cpu()  # (N, L)
+        forecasts = torch.cat([f for _, f in self.test_outputs]).cpu()  # (N, L - context)
+        self.test_outputs = [(waves, forecasts)]

@@ -1,17 +1,18 @@
-"""From a composed config to the objects of one run: checks, Trainer, data module, LightningModule.
+"""From a :class:`~rnn_lightning.training.preflight.Plan` to the objects of one run: Trainer, data module, module.
 
-Everything a user can get wrong is refused here, before ``fit`` starts and before anything is written: the config
-(``checks.py``), a checkpoint to resume (``resume.py``), the Trainer's devices (parsed by Lightning itself when the
-Trainer is built, then ``check_trainer``), the data files (the data module's own checks).
+The plan's settings are already checked; what is left can only be found by building: the devices Lightning parses,
+the data files (the data module's own checks), the cell a user named. Constructors raise in their own words; the one
+``try`` in :func:`build` says which settings those words are about.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import sys
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,35 +20,21 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
 
-from rnn_lightning.training.callbacks import (
-    EpochLearningRate,
-    EpochSummary,
-    LayerSummary,
-    SaidEarlyStopping,
-    TerminalProgressBar,
-)
-from rnn_lightning.training.checkpoint_io import AtomicCheckpointIO
-from rnn_lightning.training.checks import (
-    ConfigError,
-    check_config,
-    check_output_dir,
-    check_trainer,
-    plain,
-    schedule_of,
-)
-from rnn_lightning.training.determinism import SeedEachBatch
-from rnn_lightning.training.distributed import SameModelEverywhere
-from rnn_lightning.training.numerics import FiniteGuard
-from rnn_lightning.training.resume import Checkpoint, check_resume_data, read_resume_checkpoint
-from rnn_lightning.training.run_name import run_name, swept_keys
-from rnn_lightning.training.signals import GracefulStop, StopRequest
+from rnn_lightning.errors import ConfigError, UserError
+from rnn_lightning.models.checkpoint import Checkpoint
+from rnn_lightning.models.optimization import is_lbfgs
+from rnn_lightning.training.callbacks.checkpoint_io import AtomicCheckpointIO
+from rnn_lightning.training.distributed import check_processes
+from rnn_lightning.training.naming import run_name, swept_keys
+from rnn_lightning.training.preflight import Plan
+from rnn_lightning.training.resume import check_resume_data
 from rnn_lightning.training.tensorboard import TaskTensorBoardLogger
 
 log = logging.getLogger("rnn_lightning")
+SETTING = re.compile(r"\b(model|module|data|optim|scheduler|trainer)\.\w+")  # a message that names a setting
 
 
 @dataclass
@@ -60,55 +47,110 @@ class Run:
     resume: Checkpoint | None
 
 
-def build_run(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> Run:
-    check_config(cfg)
-    check_output_dir(output_dir, cfg.ckpt_path)
-    resume = read_resume_checkpoint(cfg)
-    if resume is not None and resume.path.resolve().parent != (output_dir / "checkpoints").resolve():
+def build(plan: Plan) -> Run:
+    if plan.resume is not None and plan.resume.path.resolve().parent != (plan.output_dir / "checkpoints").resolve():
         # Lightning then reloads only the best checkpoint's path, not its score: "best" starts over here.
-        log.warning("resuming into a new folder; to continue that run exactly, add hydra.run.dir=%s", run_dir(resume))
-    L.seed_everything(cfg.seed, workers=True)
-    if cfg.trainer.get("deterministic"):
+        log.warning("resuming into a new folder; to continue that run exactly, add hydra.run.dir=%s", run_dir(plan))
+    if plan.threads is not None:
+        torch.set_num_threads(plan.threads)
+    L.seed_everything(plan.seed, workers=True)
+    if plan.trainer.get("deterministic"):
         # cuBLAS picks its reduction order by workspace unless told; this fixes it (the setting CUDA's docs give for
         # reproducible results), and torch.use_deterministic_algorithms refuses CUDA matmuls without it.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    best = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="best-epoch{epoch:03d}",
-        auto_insert_metric_name=False,
-        monitor=cfg.monitor.metric,
-        mode=cfg.monitor.mode,
-    )
-    logger = TaskTensorBoardLogger(output_dir, task=cfg.task_name, version=run_name(), swept=swept_keys())
+    callbacks = [made for made in (instantiate(node) for node in plan.callbacks.values()) if made is not None]
+    logger = TaskTensorBoardLogger(plan.output_dir, task=plan.task, version=run_name(), swept=swept_keys())
     trainer = build_trainer(
-        cfg,
-        callbacks=[best, last_checkpoint(output_dir), *callbacks(cfg, output_dir, stop)],
+        plan,
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],  # SIGKILL mid-save must leave the previous last.ckpt, not half a new one
         # metrics.csv beside TensorBoard: every logged value per epoch, for scripts (a new version per resume).
-        logger=[logger, CSVLogger(output_dir, name="csv")],
-        enable_progress_bar=is_terminal(),
-        enable_model_summary=False,  # LayerSummary instead, in callbacks(), where the config asks for one
+        logger=[logger, CSVLogger(plan.output_dir, name="csv")],
+        enable_model_summary=False,  # callbacks.layer_summary instead, which lists the layers alone
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),  # else callbacks.console's lines
     )
-    check_trainer(trainer, cfg)
-    check_triton(cfg, trainer)
-    note_float64_on_gpu(trainer)
-    datamodule = instantiate_plainly(cfg.data)
-    # Built before fit so that the module can be sized by the data (the vocabulary). Every DDP process does this
-    # itself; SameModelEverywhere checks that they agree.
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    check_processes(trainer, plan.trainer, lbfgs=is_lbfgs(plan.optim))
+    check_triton(plan, trainer)
+    with settings_of("data"):
+        datamodule = instantiate(plan.data)
+        # Built before fit so that the module can be sized by the data (the vocabulary). Every DDP process does this
+        # itself; SameModelEverywhere checks that they agree.
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     data_inputs = datamodule.model_inputs()
-    check_resume_data(resume, data_inputs)
-    module = build_module(cfg, **data_inputs)
+    check_resume_data(plan.resume, data_inputs)
+    with settings_of("module"):
+        module = build_module(plan, data_inputs)
     # The precision's dtype now, as Lightning would give it at setup: a resumed checkpoint is loaded before that,
     # and 64-bit weights copied into a float32 module would be rounded (the resumed run would drift).
     module = trainer.precision_plugin.convert_module(module)
-    return Run(trainer, module, datamodule, best, logger, resume)
+    note_float64_on_gpu(trainer)
+    best = next(c for c in trainer.checkpoint_callbacks if c.monitor == plan.monitor.metric)
+    return Run(trainer, module, datamodule, best, logger, plan.resume)
 
 
-def check_triton(cfg: DictConfig, trainer: L.Trainer) -> None:
+@contextlib.contextmanager
+def settings_of(node: str) -> Iterator[None]:
+    """A constructor's ValueError or TypeError, said in its own words, as a ConfigError about ``node``'s settings
+    (named unless the words name a setting already). User errors (a missing file) pass as they are."""
+    try:
+        try:
+            yield
+        except InstantiationException as wrapped:  # Hydra's wrapper, whose message only names the class
+            raise (wrapped.__cause__ if isinstance(wrapped.__cause__, Exception) else wrapped) from None
+    except UserError:
+        raise
+    except (ValueError, TypeError) as error:
+        said = str(error).strip() or type(error).__name__
+        raise ConfigError(said if SETTING.search(said) else f"{node}: {said}") from error
+
+
+def build_module(plan: Plan, data_inputs: dict[str, Any]) -> L.LightningModule:
+    """The task's LightningModule from plain values only, so its checkpoint loads with ``weights_only=True``: the
+    model settings as one dict, the task's module settings, what the data decided, and the optimizer and schedule
+    configs, which stay data until ``configure_optimizers``."""
+    arguments = dict(plan.module)
+    module_class = get_class(arguments.pop("_target_"))
+    return module_class(
+        model=plan.model, **arguments, **data_inputs, optim=plan.optim, scheduler=plan.schedule.settings()
+    )
+
+
+def build_trainer(plan: Plan, **arguments: Any) -> L.Trainer:
+    """The Trainer of ``plan.trainer``; the one place a Trainer is made (fit, and a one-process test under DDP)."""
+    settings = {key: value for key, value in plan.trainer.items() if key not in arguments}
+    try:
+        return instantiate(settings, **arguments)
+    except Exception as error:
+        cause = error.__cause__ if error.__cause__ is not None else error
+        if not isinstance(cause, MisconfigurationException | ValueError):
+            raise
+        said = str(cause).strip().splitlines()[0] if str(cause).strip() else "no reason given"
+        raise ConfigError(
+            f"trainer.accelerator={plan.trainer.get('accelerator')} trainer.devices={plan.trainer.get('devices')} "
+            f"cannot run here; Lightning says: {said} Use trainer=cpu to train on this machine's CPU, or "
+            "trainer.accelerator=auto to take whatever it has (python train.py --cfg job prints the settings)."
+        ) from None
+
+
+def one_process_tester(plan: Plan, logger: TaskTensorBoardLogger, callbacks: list[L.Callback]) -> L.Trainer:
+    """A one-device Trainer for the test set after DDP: Lightning's own advice, so that each review is scored
+    exactly once by the process that writes the results."""
+    return build_trainer(
+        plan,
+        strategy="auto",
+        devices=1,
+        num_nodes=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def check_triton(plan: Plan, trainer: L.Trainer) -> None:
     """model.impl=triton where it cannot run (no CUDA, or no Triton) fails now, not at the first batch."""
-    if cfg.model.impl != "triton":
+    if plan.model["impl"] != "triton":
         return
     from rnn_lightning.nn.triton import check_runnable
 
@@ -127,100 +169,5 @@ def note_float64_on_gpu(trainer: L.Trainer) -> None:
         )
 
 
-def run_dir(checkpoint: Checkpoint) -> Path:
-    return checkpoint.path.resolve().parent.parent
-
-
-def build_trainer(cfg: DictConfig, **arguments: Any) -> L.Trainer:
-    """The Trainer of ``cfg.trainer``; the one place a Trainer is made (fit, and a one-process test under DDP)."""
-    try:
-        return instantiate(cfg.trainer, **arguments)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, MisconfigurationException | ValueError):
-            said = str(error.__cause__).strip().splitlines()[0] if str(error.__cause__).strip() else "no reason given"
-            raise ConfigError(
-                f"trainer.accelerator={cfg.trainer.get('accelerator')} trainer.devices={cfg.trainer.get('devices')} "
-                f"cannot run here; Lightning says: {said} Use trainer=cpu to train on this machine's CPU, or "
-                "trainer.accelerator=auto to take whatever it has (python train.py --cfg job prints the settings)."
-            ) from None
-        raise
-
-
-def one_process_tester(cfg: DictConfig, logger: TaskTensorBoardLogger) -> L.Trainer:
-    """A one-device Trainer for the test set after DDP: Lightning's own advice, so that each review is scored
-    exactly once by the process that writes the results."""
-    return build_trainer(
-        cfg,
-        strategy="auto",
-        devices=1,
-        num_nodes=1,
-        logger=logger,
-        callbacks=[],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-
-
-def instantiate_plainly(node: DictConfig, **kwargs: Any) -> Any:
-    """``instantiate``, but a constructor's own error (the data module's "data.max_len must be ...") comes out as
-    itself rather than inside Hydra's InstantiationException, whose first line only names the class."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, Exception):
-            raise error.__cause__ from None
-        raise
-
-
-def build_module(cfg: DictConfig, **data_inputs: Any) -> L.LightningModule:
-    """The task's LightningModule from plain values only, so its checkpoint loads with ``weights_only=True``: the
-    model node once (cell, sizes, impl), the task's module settings, what the data decided, and the optimizer and
-    schedule configs, which stay data until ``configure_optimizers``."""
-    arguments = plain(cfg.module)
-    module_class = get_class(arguments.pop("_target_"))
-    try:
-        return module_class(
-            **plain(cfg.model),
-            **arguments,
-            **data_inputs,
-            optim=plain(cfg.optim),
-            scheduler=schedule_of(cfg).settings(),
-        )
-    except ValueError as error:  # a bad model.cell or model.impl, found by the layer; the message says what to do
-        raise ConfigError(str(error)) from None
-
-
-def last_checkpoint(output_dir: Path) -> ModelCheckpoint:
-    """``last.ckpt`` after every epoch. Lightning 2.6's ``save_last=True`` refreshes it only in epochs that
-    also save a new best, so a crash after a run of non-improving epochs would lose them all."""
-    return ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-
-
-def callbacks(cfg: DictConfig, output_dir: Path, stop: StopRequest) -> list[L.Callback]:
-    found: list[L.Callback] = [
-        TerminalProgressBar() if is_terminal() else EpochSummary(),
-        SeedEachBatch(cfg.seed),
-        FiniteGuard(monitor=cfg.monitor.metric),
-        GracefulStop(stop, output_dir / "checkpoints" / "last.ckpt"),
-        SameModelEverywhere(),
-    ]
-    if cfg.trainer.get("enable_model_summary", True):
-        found.append(LayerSummary())
-    if schedule_of(cfg):
-        # One train/lr point per epoch (the rate the epoch trains with), beside the losses in TensorBoard.
-        found.append(EpochLearningRate(logging_interval="epoch"))
-    if cfg.early_stopping_patience:
-        found.append(
-            SaidEarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=cfg.early_stopping_patience)
-        )
-    return found
-
-
-def is_terminal() -> bool:
-    return sys.stdout.isatty()
+def run_dir(plan: Plan) -> Any:
+    return plan.resume.path.resolve().parent.parent if plan.resume is not None else plan.output_dir

@@ -1,4 +1,5 @@
-"""What differs when several processes train one model (DDP): who writes the run's files, and one safety check.
+"""What differs when several processes train one model (DDP): who writes the run's files, what cannot run on
+several processes, and that they all built the same model.
 
 ``train()`` writes metrics.json before any Trainer exists, so it cannot ask ``trainer.is_global_zero``. The launchers
 put each process's rank into the environment first: Lightning's own ``ddp`` launcher (LOCAL_RANK, NODE_RANK), torchrun
@@ -14,6 +15,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+from rnn_lightning.errors import ConfigError
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
@@ -58,3 +64,38 @@ class SameModelEverywhere(L.Callback):
                 f"rank 0's; this is rank {trainer.global_rank}). Give every node the same data.data_dir contents and "
                 "the same data settings."
             )
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on, which a cluster job may restrict."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_processes(trainer: L.Trainer, settings: dict[str, Any], lbfgs: bool) -> None:
+    """What Lightning accepts but cannot work: checked on the Trainer, whose devices Lightning has parsed."""
+    devices = settings.get("devices")
+    if trainer.accelerator.__class__.__name__ == "CPUAccelerator" and trainer.num_devices > cpu_cores():
+        # A CPU "device" under DDP is one process; more processes than cores only time-share them.
+        raise ConfigError(
+            f"trainer.devices={devices} asks for more than this machine has: {cpu_cores()} CPU cores. Set "
+            f"trainer.devices to at most {cpu_cores()} (1 trains without data parallelism); under SLURM or torchrun "
+            "it is the number per node."
+        )
+    if trainer.world_size > 1 and lbfgs:
+        raise ConfigError(
+            f"optim=lbfgs cannot run on {trainer.world_size} processes (trainer.devices={devices}, "
+            f"trainer.num_nodes={trainer.num_nodes}): each process would take its own line-search decisions from its "
+            "own loss, and the processes would drift apart. Train it in one process (trainer.devices=1 "
+            "trainer.num_nodes=1, trainer=cpu or gpu), or use optim=adam."
+        )
+    strategy = str(settings.get("strategy", "auto"))
+    relaunches = strategy.startswith("ddp") and not strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    started_by_cluster = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()  # one process per device
+    if trainer.world_size > 1 and relaunches and in_sweep and not started_by_cluster:
+        raise ConfigError(
+            f"trainer.strategy={strategy} with {trainer.world_size} processes inside a -m sweep: Lightning starts the "
+            "extra processes by running `python train.py` again with the same arguments, which would start the whole "
+            "sweep again in each. Use trainer=ddp_spawn in sweeps on one machine, or hydra/launcher=slurm (one task "
+            "per device)."
+        )

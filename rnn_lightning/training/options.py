@@ -10,9 +10,7 @@ from functools import cache
 
 from omegaconf import OmegaConf
 
-from rnn_lightning.data.sentiment import PROJECT_ROOT
-
-CONF_DIR = PROJECT_ROOT / "conf"
+from rnn_lightning.paths import CONF_DIR
 
 
 @cache

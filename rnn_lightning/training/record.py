@@ -3,13 +3,14 @@
 A job that crashes hard leaves ``status: running`` behind, which tells a report that it never finished; its
 ``epochs`` says how many epochs it had completed (and checkpointed) by then.
 Writes go to a temporary file first and are renamed into place, so the file is never half-written; a write that fails
-removes its temporary file. A full disk must not cost the final record: the record keeps a little room beside itself
-(a hidden ``.metrics.json.reserve`` of 64 KiB), which it frees before writing how the job ended.
+removes its temporary file, and on a full disk the last record is written over the running one in place. A run refused
+before training writes a ``failed`` record only where the folder has none: an earlier run's record stays as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ import lightning as L
 from rnn_lightning.errors import first_line
 
 log = logging.getLogger("rnn_lightning")
-RESERVE_BYTES = 64 * 1024  # the final record (a few KiB) and the error's lines in train.log
 
 
 def first_error(error: BaseException) -> BaseException:
@@ -36,10 +36,8 @@ def first_error(error: BaseException) -> BaseException:
 
 
 class RunRecord:
-    def __init__(self, path: Path, kept: Path | None = None, **fields: Any) -> None:
+    def __init__(self, path: Path, **fields: Any) -> None:
         self.path = Path(path)
-        self.kept = kept  # the earlier run's metrics.json, renamed by keep_earlier_record
-        self.reserve = self.path.with_name(f".{self.path.name}.reserve")
         self.started = time.monotonic()
         self.fields: dict[str, Any] = {
             "status": "running",
@@ -51,7 +49,6 @@ class RunRecord:
             **fields,
         }
         self.write()
-        write_atomically(self.reserve, lambda file: file.write(bytes(RESERVE_BYTES)))
 
     def update(self, **fields: Any) -> None:
         self.fields.update(fields)
@@ -59,26 +56,32 @@ class RunRecord:
 
     def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
         """The last write; it never raises, so that it cannot hide the error it records (it logs its own)."""
-        self.reserve.unlink(missing_ok=True)
         wall = round(time.monotonic() - self.started, 2)
         self.fields.update(status=status, error=None if error is None else first_line(error), wall_seconds=wall)
+        self.fields.update(fields)
         try:
-            self.update(**fields)
+            self.write()
         except OSError as failed:
+            if failed.errno == errno.ENOSPC and self._rewrite_in_place():
+                return
             log.error("could not record the run's end (%s) in %s: %s", status, self.path, first_line(failed))
 
-    def withdraw(self) -> None:
-        """A refused run: put the earlier run's metrics.json back, as if this launch had never happened."""
-        self.reserve.unlink(missing_ok=True)
-        if self.kept is None:
-            return
-        with contextlib.suppress(OSError):
-            os.replace(self.kept, self.path)
-            log.info("this run was refused: %s is the earlier run's again", self.path.name)
-
     def write(self) -> None:
-        text = json.dumps(self.fields, indent=2, default=_plain) + "\n"
-        write_atomically(self.path, lambda file: file.write(text.encode()))
+        write_atomically(self.path, lambda file: file.write(self._text()))
+
+    def _text(self) -> bytes:
+        return (json.dumps(self.fields, indent=2, default=_plain) + "\n").encode()
+
+    def _rewrite_in_place(self) -> bool:
+        """A full disk has no room for a second copy, but the record's own blocks are allocated already: the last
+        record is written over the running one (a few KiB, the same block), not beside it."""
+        try:
+            with open(self.path, "r+b") as file:
+                file.write(self._text())
+                file.truncate()
+        except OSError:
+            return False
+        return True
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], Any], sync: bool = False, note: str = "") -> None:
@@ -112,15 +115,10 @@ def _plain(value: Any) -> Any:
 class NoRecord:
     """What DDP ranks other than 0 keep instead of a RunRecord: they must not write rank 0's metrics.json."""
 
-    kept = None
-
     def update(self, **fields: Any) -> None:
         pass
 
     def finish(self, status: str, error: BaseException | None = None, **fields: Any) -> None:
-        pass
-
-    def withdraw(self) -> None:
         pass
 
 
@@ -148,3 +146,12 @@ def keep_earlier_record(path: Path) -> Path | None:
         number += 1
     path.rename(kept)
     return kept
+
+
+def record_refusal(path: Path, error: BaseException, **fields: Any) -> None:
+    """A run refused before training: ``failed`` with its error, unless the folder has a record (an earlier run's,
+    which a refused resume must not change)."""
+    if path.exists():
+        return
+    with contextlib.suppress(OSError):  # an unwritable folder: the error says so
+        RunRecord(path, **fields).finish("failed", error)

@@ -1,14 +1,15 @@
-"""One training job from a composed config: build, fit, test on the best checkpoint, record.
+"""One training job from a composed config: plan, build, fit, test on the best checkpoint, record.
 
-``train.py`` calls :func:`train` under ``@hydra.main``; tests call it with a config from Hydra's compose API. It returns
-the best value of the monitored metric (not the last epoch's), so that an optimizing sweeper can use it.
+``python -m rnn_lightning.train`` (and ``train.py``) calls :func:`train` under ``@hydra.main``; tests call it with a
+config from Hydra's compose API. It returns the best value of the monitored metric (not the last epoch's), so that an
+optimizing sweeper can use it.
 
-Failures keep what is saved: settings are checked before anything is written (``build.py``), a folder with another
-run's checkpoints is refused, an earlier metrics.json is kept beside the new one (and put back where it was if this
-run is refused before training), a NaN or diverged loss stops before it reaches a checkpoint (``numerics.py``), and
-Ctrl-C / SIGTERM save a resumable ``last.ckpt`` (``signals.py``). metrics.json ends as ``completed``, ``failed`` or
-``interrupted`` with the message of the error that started it (not of one raised while handling it); the full
-traceback goes to the job's log file (train.log).
+Failures keep what is saved: the settings are checked and the run is built before anything is written into the run
+folder (a refused run records itself only where the folder has no record yet), a folder with another run's
+checkpoints is refused, an earlier metrics.json is kept beside the new one, a NaN or diverged loss stops before it
+reaches a checkpoint (``callbacks/guard.py``), and Ctrl-C / SIGTERM save a resumable ``last.ckpt``
+(``callbacks/graceful_stop.py``). metrics.json ends as ``completed``, ``failed`` or ``interrupted`` with the message of
+the error that started it; the full traceback goes to the job's log file (train.log).
 
 Under DDP every process runs this function (Lightning's ``ddp`` re-runs train.py per device; SLURM and torchrun start
 one per device); only global rank 0 writes metrics.json, and the test set is scored once, by rank 0 alone.
@@ -26,18 +27,21 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from rnn_lightning.training.build import Run, build_run, one_process_tester
+from rnn_lightning.errors import first_line
+from rnn_lightning.training.build import Run, build, one_process_tester
+from rnn_lightning.training.callbacks.graceful_stop import STOP_REQUEST, Interrupted
+from rnn_lightning.training.callbacks.test_report import TestReport
 from rnn_lightning.training.distributed import end_process_group, is_launch_zero
-from rnn_lightning.training.params import job_overrides, run_params
+from rnn_lightning.training.naming import job_overrides
+from rnn_lightning.training.preflight import Plan, make_plan, output_dir_of
 from rnn_lightning.training.record import (
     NoRecord,
     RecordProgress,
     RunRecord,
     first_error,
-    first_line,
     keep_earlier_record,
+    record_refusal,
 )
-from rnn_lightning.training.signals import Interrupted, StopRequest
 
 log = logging.getLogger("rnn_lightning")
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.
@@ -47,23 +51,38 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 
 def train(cfg: DictConfig) -> float | None:
-    output_dir = Path(cfg.paths.output_dir)
-    zero = is_launch_zero()
-    record = open_record(cfg, output_dir) if zero else NoRecord()
-    stop = StopRequest()
-    stop.install()
-    run = None
+    output_dir, zero = output_dir_of(cfg), is_launch_zero()
+    STOP_REQUEST.reset()
+    STOP_REQUEST.install()
     try:
-        run = build_run(cfg, output_dir, stop)
-        run.trainer.callbacks.append(RecordProgress(record))  # here, where the record is: epochs as they complete
-        distributed = fit(run, cfg, stop)
+        try:
+            plan = make_plan(cfg)
+            run = build(plan)
+        except Exception as refused:
+            if zero:
+                record_refusal(output_dir / "metrics.json", refused, overrides=job_overrides())
+            log_to_file(refused, refused)
+            raise
+        record = open_record(plan) if zero else NoRecord()
+        run.trainer.callbacks.append(RecordProgress(record))  # epochs as they complete
+        return fit_and_test(run, plan, record)
+    finally:
+        STOP_REQUEST.restore()
+
+
+def fit_and_test(run: Run, plan: Plan, record: RunRecord | NoRecord) -> float | None:
+    try:
+        with STOP_REQUEST.deferred():
+            run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=plan.ckpt_path)
+        distributed = run.trainer.world_size > 1
+        end_process_group()
         if not run.trainer.is_global_zero:
             return None
-        return test_and_record(run, cfg, record, distributed, output_dir)
+        return test_and_record(run, plan, record, distributed)
     except Interrupted as interrupt:
         record.finish("interrupted", interrupt)
         log.warning("%s", interrupt)
-        if not zero:
+        if not is_launch_zero():
             return None  # exit 0: Lightning's ddp launcher kills all processes when a child exits non-zero
         raise
     except KeyboardInterrupt as interrupt:  # only where handlers cannot be set (not the main thread)
@@ -71,16 +90,11 @@ def train(cfg: DictConfig) -> float | None:
         raise
     except Exception as raised:
         error = first_error(raised)
-        if run is None and record.kept is not None:
-            record.withdraw()  # refused before training: the folder's earlier record stays what it was
-        else:
-            record.finish("failed", error)
+        record.finish("failed", error)
         log_to_file(raised, error)
         if error is raised:
             raise
         raise error from None
-    finally:
-        stop.restore()
 
 
 def log_to_file(raised: BaseException, error: BaseException) -> None:
@@ -93,56 +107,40 @@ def log_to_file(raised: BaseException, error: BaseException) -> None:
             handler.handle(entry)
 
 
-def open_record(cfg: DictConfig, output_dir: Path) -> RunRecord:
-    kept = keep_earlier_record(output_dir / "metrics.json")
+def open_record(plan: Plan) -> RunRecord:
+    kept = keep_earlier_record(plan.output_dir / "metrics.json")
     if kept is not None:
         log.info("kept the earlier metrics.json as %s", kept.name)
     return RunRecord(
-        output_dir / "metrics.json",
-        kept=kept,
-        task=cfg.task_name,
-        monitor=cfg.monitor.metric,
-        mode=cfg.monitor.mode,
+        plan.output_dir / "metrics.json",
+        task=plan.task,
+        monitor=plan.monitor.metric,
+        mode=plan.monitor.mode,
         overrides=job_overrides(),
-        params=run_params(cfg),
-        resumed_from=None if cfg.ckpt_path is None else str(cfg.ckpt_path),
+        params=plan.params,
+        threads=torch.get_num_threads(),
+        resumed_from=plan.ckpt_path,
     )
 
 
-def fit(run: Run, cfg: DictConfig, stop: StopRequest) -> bool:
-    """Train; whether it ran on several processes."""
-    with stop.deferred():
-        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.ckpt_path)
-    distributed = run.trainer.world_size > 1
-    end_process_group()
-    return distributed
-
-
-def test_and_record(
-    run: Run, cfg: DictConfig, record: RunRecord | NoRecord, distributed: bool, output_dir: Path
-) -> float | None:
+def test_and_record(run: Run, plan: Plan, record: RunRecord | NoRecord, distributed: bool) -> float | None:
     """Score the best checkpoint on the test set (once, on one process), log the run's hparams, finish the record."""
     best = best_score(run.best)
-    epochs = completed_epochs(run.trainer, output_dir / "checkpoints" / "last.ckpt")
+    epochs = completed_epochs(run.trainer, plan.output_dir / "checkpoints" / "last.ckpt")
     record.update(best_val=best, epochs=epochs)
-    tester = one_process_tester(cfg, run.logger) if distributed else run.trainer
+    reports = [callback for callback in run.trainer.callbacks if isinstance(callback, TestReport)]
+    tester = one_process_tester(plan, run.logger, reports) if distributed else run.trainer
     # verbose=False: the log's last line states the test metrics; Lightning's own table would be a second copy.
     tested = tester.test(
         run.module, datamodule=run.datamodule, ckpt_path=run.best.best_model_path or None, verbose=False
     )
     test_metrics = {name: float(value) for name, value in tested[0].items()}
     # This job's row in TensorBoard's HParams table: its params, and its results by their names in metrics.json.
-    results = {"best_val": math.nan if best is None else best, **test_metrics}
-    run.logger.log_hyperparams(run_params(cfg), metrics=results)
+    run.logger.log_results(plan.params, {"best_val": math.nan if best is None else best, **test_metrics})
     record.finish("completed", test=test_metrics, epochs=epochs)
     tested_text = "  ".join(f"{name}={value:.4g}" for name, value in test_metrics.items())
-    log.info(
-        "best %s=%s  %s  outputs in %s",
-        cfg.monitor.metric,
-        "-" if best is None else f"{best:.4g}",
-        tested_text,
-        shown_path(output_dir),
-    )
+    shown = "-" if best is None else f"{best:.4g}"
+    log.info("best %s=%s  %s  outputs in %s", plan.monitor.metric, shown, tested_text, shown_path(plan.output_dir))
     return best
 
 

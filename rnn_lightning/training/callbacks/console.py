@@ -1,13 +1,13 @@
-"""What the console shows: Lightning's rich progress bar in a terminal, one line per epoch elsewhere (``build.py``
-picks), the model's layers, why a run stopped early, and no promotional tips; and the learning rate drawn at its
-epoch."""
+"""What the console shows: Lightning's rich progress bar in a terminal, one line per epoch elsewhere, the model's
+layers, why a run stopped early, and no promotional tips."""
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.model_summary import get_human_readable_count, summarize
 from torch import nn
@@ -34,8 +34,9 @@ class TerminalProgressBar(RichProgressBar):
         return metrics
 
 
-class LayerSummary(ModelSummary):
-    """Lightning's model summary of the layers alone: name, type and parameter count, down to the recurrent cells.
+class LayerSummary(L.Callback):
+    """The model's layers alone: name, type and parameter count, down to the recurrent cells (Lightning's summary,
+    ``trainer.enable_model_summary``, is replaced by this one).
 
     Lightning lists every submodule, and a module's torchmetrics objects are submodules too: they filled most rows
     with zero parameters. Containers (a ModuleList of cells) are left out, their items are listed; so are the FLOPs
@@ -43,13 +44,14 @@ class LayerSummary(ModelSummary):
     Logged, so it also lands in the job's log file.
     """
 
-    def __init__(self, max_depth: int = 3) -> None:
-        super().__init__(max_depth=max_depth)
+    def __init__(self, enabled: bool = True, max_depth: int = 3) -> None:
+        self.enabled = enabled
+        self.max_depth = max_depth
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not self._max_depth or not trainer.is_global_zero:
+        if not self.enabled or not trainer.is_global_zero:
             return
-        summary = summarize(module, max_depth=self._max_depth)
+        summary = summarize(module, max_depth=self.max_depth)
         rows = [
             (name, kind, get_human_readable_count(count))
             for name, kind, count in zip(summary.layer_names, summary.layer_types, summary.param_nums)
@@ -82,12 +84,6 @@ class SaidEarlyStopping(EarlyStopping):
     """Lightning's early stopping, which also says that it ended the run: Lightning's own line comes only with
     ``verbose=True``, and then beside a line for every improvement, which the epoch lines already show."""
 
-    @property
-    def state_key(self) -> str:
-        """EarlyStopping's key (Lightning keys a callback's saved state by its class name): checkpoints saved before
-        this subclass existed resume with their patience count."""
-        return EarlyStopping.__qualname__ + repr({"monitor": self.monitor, "mode": self.mode})
-
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not self.stopped_epoch or not trainer.is_global_zero:
             return
@@ -98,13 +94,14 @@ class SaidEarlyStopping(EarlyStopping):
         log.info("stopped early after epoch %d/%d: %s", self.stopped_epoch + 1, trainer.max_epochs, why)
 
 
-class EpochLearningRate(LearningRateMonitor):
-    """Lightning's learning-rate monitor, whose values also say their epoch, as Lightning adds to every metric it
-    logs itself: the TensorBoard logger draws all scalars against the epoch (``tensorboard.py``)."""
+def early_stopping(monitor: str, mode: str, patience: int | None) -> SaidEarlyStopping | None:
+    """``early_stopping_patience=null`` (the default outside sentiment): no early stopping."""
+    return None if patience is None else SaidEarlyStopping(monitor=monitor, mode=mode, patience=patience)
 
-    def _extract_stats(self, trainer: L.Trainer, interval: str) -> dict[str, float]:
-        stats = super()._extract_stats(trainer, interval)
-        return {**stats, "epoch": trainer.current_epoch} if stats else stats
+
+def progress() -> L.Callback:
+    """The rich progress bar where a person watches (a terminal), one line per epoch in logs and pipes."""
+    return TerminalProgressBar() if sys.stdout.isatty() else EpochSummary()
 
 
 class NoTips(logging.Filter):

@@ -1,4 +1,5 @@
-"""The name of a job's TensorBoard run, and the settings its sweep varies.
+"""What a job is called: its overrides, the settings its sweep varies, and its TensorBoard run's name (Hydra's record
+of the command line, read here and nowhere else).
 
 A sweep job is named by its swept overrides alone (``batch=200,optim=adam``): what every job of the sweep shares
 (``epochs=3``) would only lengthen each name until TensorBoard cuts it. A single run is named by all its overrides.
@@ -15,11 +16,22 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from rnn_lightning.training.params import job_overrides, override_keys
-
+# Where a run reads or writes, not what it is: never a parameter.
+NOT_PARAMETERS = ("ckpt_path", "paths", "data.data_dir", "hydra")
 # A decimal with more than 4 digits after the point, as a whole override value in Hydra's override_dirname.
 LONG_DECIMAL = re.compile(r"(?<==)-?\d+\.\d{5,}(?:e[-+]?\d+)?(?=,|$)")
 FILE_NAME_BYTES = 255  # the limit of one path component on Linux and macOS file systems
+
+
+def job_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The keys or groups the overrides set (``model.hidden_size``, ``optim``), in their order."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    keys = [override.key_or_group for override in parsed]
+    return [key for key in keys if not any(key == skip or key.startswith(skip + ".") for skip in NOT_PARAMETERS)]
 
 
 def run_name() -> str:

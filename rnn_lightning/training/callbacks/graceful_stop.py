@@ -6,7 +6,9 @@ exactly. Lightning's own SIGTERM handling stops at batch ends but also in the mi
 handling ends the process with ``sys.exit(1)`` without saving anything.
 
 So while training, :class:`StopRequest` only records the signal, and :class:`GracefulStop` acts on it after the current
-batch (or after the epoch's validation): it writes ``checkpoints/last.ckpt`` there and raises :class:`Interrupted`.
+batch: it writes ``checkpoints/last.ckpt`` there and raises :class:`Interrupted`. A signal during the epoch's
+validation waits for the validation and the epoch's checkpoints (the best one included) and stops before the next
+epoch starts, from the ``last.ckpt`` of the finished epoch; after the last epoch the run goes on to its test.
 Outside training (reading data, testing) there is nothing half-done to save, and a signal raises at once. A second
 signal always raises at once, for a user who does not want to wait for the batch to end.
 
@@ -57,6 +59,10 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signum is not None
 
+    def reset(self) -> None:
+        """A new run in this process (the next job of a sweep) starts with no signal received."""
+        self.signum, self.phase, self._deferring = None, "preparing", False
+
     def install(self) -> None:
         """Handle both signals in this process; a no-op outside the main thread, where Python forbids it."""
         if threading.current_thread() is not threading.main_thread():
@@ -91,6 +97,10 @@ class StopRequest:
         return {**self.__dict__, "_previous": {}}
 
 
+# One per process, as signal handlers are: train() installs it, GracefulStop (built from the config) acts on it.
+STOP_REQUEST = StopRequest()
+
+
 class GracefulStop(L.Callback):
     """Acts on a :class:`StopRequest` at the next batch end or epoch end: saves ``last.ckpt``, raises Interrupted.
 
@@ -99,8 +109,8 @@ class GracefulStop(L.Callback):
     the slowest process and, on GPUs, for the device. One process decides alone, at every batch, for free.
     """
 
-    def __init__(self, request: StopRequest, last_path: Path, every: int = 16) -> None:
-        self.request = request
+    def __init__(self, last_path: str | Path, every: int = 16, request: StopRequest | None = None) -> None:
+        self.request = STOP_REQUEST if request is None else request
         self.last_path = Path(last_path)
         self.every = every
 
@@ -110,26 +120,28 @@ class GracefulStop(L.Callback):
         self.request.install()
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
-        if trainer.world_size > 1 and trainer.fit_loop.epoch_loop.batch_progress.current.processed % self.every:
+        batches = args[-1] + 1  # the batch index Lightning passes: batches done in this epoch
+        if trainer.world_size > 1 and batches % self.every:
             return
-        self._stop_if_requested(trainer, "after {batches} batch(es)")
+        if self._requested(trainer):
+            trainer.save_checkpoint(self.last_path)
+            self._stop(trainer, f"in epoch {trainer.current_epoch + 1}/{trainer.max_epochs} after {batches} batch(es)")
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        # A signal during validation is honoured here, once the epoch's checkpoints are written.
-        self._stop_if_requested(trainer, "at the end of the epoch")
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # A signal during the previous epoch's validation: that epoch is complete, its checkpoints are written (the
+        # checkpoint callbacks run last at an epoch's end), and last.ckpt continues from here exactly.
+        if trainer.current_epoch > 0 and self._requested(trainer):
+            self._stop(trainer, f"after epoch {trainer.current_epoch}/{trainer.max_epochs}")
 
-    def _stop_if_requested(self, trainer: L.Trainer, where: str) -> None:
+    def _requested(self, trainer: L.Trainer) -> bool:
         # Under DDP a signal may reach one process only (kill PID); all must stop at the same batch or the others
         # would wait forever in their next collective.
-        if not trainer.strategy.reduce_boolean_decision(self.request.requested, all=False):
-            return
+        return bool(trainer.strategy.reduce_boolean_decision(self.request.requested, all=False))
+
+    def _stop(self, trainer: L.Trainer, where: str) -> None:
         signum = self.request.signum if self.request.signum is not None else signal.SIGTERM
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        trainer.save_checkpoint(self.last_path)
-        epoch = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
         raise Interrupted(
             signum,
-            f"{signal.Signals(signum).name} received: stopped in {epoch} {where.format(batches=batches)} (global step "
-            f"{trainer.global_step}) and saved {self.last_path}; resume with ckpt_path={self.last_path} "
-            f"hydra.run.dir={self.last_path.parent.parent}",
+            f"{signal.Signals(signum).name} received: stopped {where} (global step {trainer.global_step}) and saved "
+            f"{self.last_path}; resume with ckpt_path={self.last_path} hydra.run.dir={self.last_path.parent.parent}",
         )

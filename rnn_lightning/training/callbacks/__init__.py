@@ -1,0 +1,1 @@
+"""Callbacks of a training run, one concern a file; conf/callbacks/ lists which a run uses."""
