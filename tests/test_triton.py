@@ -7,10 +7,10 @@ without the interpreter. On a CUDA machine the same tests run the compiled kerne
 """
 
 import inspect
+import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -106,18 +106,22 @@ def test_same_as_loop_and_torch_in_float64(kind, with_lengths):
 
 @pytest.mark.parametrize("weight_in_l2", [True, False])
 @pytest.mark.parametrize("kind", KINDS)
-def test_paths_through_memory(kind, weight_in_l2, monkeypatch):
-    """U read from L2 in chunks and the partial dU summed in memory, over two programs per direction whose
-    partials are then added: the same numbers as the loop. Several chunks per product: in the interpreter 2 of
-    8 rows (below tl.dot's GPU minimum, which the interpreter does not mind), on a GPU 4 of 16 (H = 40)."""
-    hidden, chunk = (40, 16) if DEVICE == "cuda" else (H, 8)
+def test_weight_from_l2_and_several_programs(kind, weight_in_l2, monkeypatch):
+    """U read from L2 in chunks, or held on chip, over several programs per direction, with lengths: the same numbers
+    as the loop, weight gradients included (da^T h_prev over every program's rows). Four chunks per product: in the
+    interpreter of 4 rows (below tl.dot's GPU minimum, which the interpreter does not mind), on a GPU of 16 (H = 40).
+    L2 is chosen by leaving room in shared memory for the chunks but not for U."""
+    hidden, chunk = (40, 16) if DEVICE == "cuda" else (H, 4)
     gates = launch.KERNELS[type(make_pair(kind, 1)[0].cells[0])].gates
-    tile_bytes = gates * plan.padded(hidden) ** 2 * 8
-    monkeypatch.setattr(plan, "ON_CHIP_BYTES", 0 if weight_in_l2 else tile_bytes)  # else U fits but dU does not
     monkeypatch.setattr(plan, "CHUNK", chunk)
-    chosen = plan.choose_plan(17, hidden, gates, 2, torch.float64, torch.float64)
-    assert (chosen.weight_on_chip, chosen.grad_on_chip) == (not weight_in_l2, False)
-    assert chosen.blocks(17) == 2 and chosen.hidden_pad // chosen.chunk in (2, 4)
+    if weight_in_l2:
+        _, shared = launch.device_limits(torch.device(DEVICE))
+        monkeypatch.setattr(plan, "CONVERSION_ROOM", shared - gates * plan.padded(hidden) * 2 * chunk * 8)
+    chosen = plan.choose_plan(
+        17, hidden, gates, 2, torch.float64, torch.float64, *launch.device_limits(torch.device(DEVICE))
+    )
+    assert chosen.weight_on_chip == (not weight_in_l2)
+    assert chosen.blocks(17) >= 3 and chosen.hidden_pad // chosen.chunk == 4
     loop, fast = make_pair(kind, num_layers=1, hidden=hidden)
     x, state = random_inputs(loop, batch=17, steps=4)
     lengths = torch.arange(17, device=DEVICE) % 4 + 1
@@ -176,9 +180,10 @@ def test_16_bit_module_returns_16_bit_near_float32():
 
 
 def test_weight_gradients_are_deterministic():
-    """Partials per program, summed in a fixed order: the same bits on every run (no atomics)."""
+    """dW_hh is one matmul over every row and step after the launch, never summed by programs: the same bits on every
+    run (no atomics)."""
     _, fast = make_pair("lstm", num_layers=1, dtype=torch.float32)
-    x, state = random_inputs(fast, batch=33, steps=3, dtype=torch.float32)  # 3 programs per direction
+    x, state = random_inputs(fast, batch=33, steps=3, dtype=torch.float32)  # 9 programs per direction
     first, second = run(fast, x, state, None)[2], run(fast, x, state, None)[2]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     kernel_sources = [inspect.getsource(m) for m in (triton_impl.rnn, triton_impl.lstm, triton_impl.gru)]
@@ -198,34 +203,46 @@ def test_backward_runs_once():
 
 
 @pytest.mark.parametrize(
-    "hidden,gates,dtype,pad,on_chip",
+    "hidden,gates,dtype,precision,pad,on_chip,rows",
     [
-        (51, 4, torch.float32, 64, (True, True)),  # U 64 KB fp32: on chip, and dU beside it
-        (51, 4, torch.float64, 64, (True, False)),  # U 128 KB fp64: on chip, dU in L2
-        (128, 4, torch.float32, 128, (False, False)),  # U 256 KB fp32: L2
-        (128, 1, torch.float32, 128, (False, False)),  # 64 KB, but a 128 x 128 fp32 tile spills
-        (128, 4, torch.bfloat16, 128, (True, False)),  # 128 KB in 16-bit, dU (fp32) in L2
-        (5, 3, torch.float64, 16, (True, True)),
-        (16, 1, torch.float32, 16, (True, True)),
-        (17, 1, torch.float32, 32, (True, True)),
+        (51, 4, torch.float32, "ieee", 64, True, 8),  # the sine's LSTM: U 64 KB in fp32
+        (51, 4, torch.float64, "ieee", 64, True, 8),  # 128 KB in fp64
+        (128, 3, torch.float32, "tf32", 128, True, 8),  # the sentiment's GRU: 192 KB, on tensor cores
+        (128, 3, torch.float32, "ieee", 128, False, 8),  # the same on the FMA units: a 128 x 128 tile spills
+        (128, 4, torch.float32, "tf32", 128, False, 8),  # 256 KB: L2
+        (128, 4, torch.bfloat16, "ieee", 128, True, 8),  # 128 KB in 16-bit
+        (5, 3, torch.float64, "ieee", 16, True, 4),
+        (17, 1, torch.float32, "ieee", 32, True, 4),
     ],
 )
-def test_plan_pads_and_places_the_weight(hidden, gates, dtype, pad, on_chip):
+def test_plan_pads_places_the_weight_and_gives_each_row_a_warp(hidden, gates, dtype, precision, pad, on_chip, rows):
     acc = torch.float64 if dtype == torch.float64 else torch.float32
-    chosen = plan.choose_plan(64, hidden, gates, 2, dtype, acc)
+    chosen = plan.choose_plan(64, hidden, gates, 2, dtype, acc, fp32_precision=precision)
     assert chosen.hidden_pad == pad
-    assert (chosen.weight_on_chip, chosen.grad_on_chip) == on_chip
-    assert chosen.block_b == 16 and chosen.blocks(64) == 4
+    assert chosen.weight_on_chip == on_chip
+    assert chosen.block_b == chosen.num_warps == rows and chosen.blocks(64) == 64 // rows
     assert chosen.chunk >= 16 and pad % chosen.chunk == 0
 
 
+def test_plan_keeps_the_weight_within_the_gpus_shared_memory():
+    """U on chip only where it fits the device's shared memory (an A100 has 163 KB per block, an H100 227 KB); a
+    cell that does not fit even in L2 chunks is refused with what to do."""
+    sentiment = (64, 128, 3, 2, torch.float32, torch.float32, 108)
+    assert plan.choose_plan(*sentiment, fp32_precision="tf32").weight_on_chip
+    assert not plan.choose_plan(*sentiment, fp32_precision="tf32", shared_bytes=163 << 10).weight_on_chip
+    plan.choose_plan(8, 256, 3, 1, torch.float64, torch.float64)  # a GRU's chunks fit
+    with pytest.raises(ValueError, match=r"more shared memory than this GPU's 227 KB.*model.impl=fused"):
+        plan.choose_plan(8, 256, 4, 1, torch.float64, torch.float64)
+
+
 @pytest.mark.parametrize(
-    "batch,directions,block", [(1, 1, 16), (64, 2, 16), (2112, 2, 32), (8448, 2, 64), (10**6, 1, 64)]
+    "batch,directions,block",
+    [(1, 1, 8), (64, 2, 8), (1056, 1, 8), (1057, 1, 16), (2112, 2, 32), (8448, 2, 64), (10**6, 1, 64)],
 )
 def test_plan_batch_block_grows_only_when_programs_outnumber_the_sms(batch, directions, block):
     chosen = plan.choose_plan(batch, 51, 4, directions, torch.float32, torch.float32, sms=132)
-    assert chosen.block_b == block
-    assert block & (block - 1) == 0 and block >= plan.MIN_DOT  # a power of two, >= tl.dot's inner minimum
+    assert chosen.block_b == block and chosen.num_warps == 8
+    assert block & (block - 1) == 0  # a power of two, for tl.arange
 
 
 @pytest.fixture
@@ -288,7 +305,8 @@ def test_plan_refuses_what_one_program_cannot_hold():
 
 
 def test_launch_parameters(monkeypatch):
-    """What each launch gets: grid (batch blocks, directions), padded power-of-two sizes >= 16, IEEE fp32, and the
+    """What each launch gets: grid (batch blocks, directions), padded power-of-two sizes >= 16, a warp per batch row,
+    IEEE fp32 (asked for), and the
     time length as a run-time argument (not specialised: a new T compiles nothing)."""
     launches = []
     real_launch = launch.launch
@@ -304,7 +322,7 @@ def test_launch_parameters(monkeypatch):
     assert [k.__name__ for k, *_ in launches] == ["lstm_forward", "lstm_backward"]
     for kernel, chosen, grid, args, constexprs in launches:
         assert grid == (1, 2)
-        assert (chosen.hidden_pad, chosen.block_b, chosen.precision) == (64, 16, "ieee")
+        assert (chosen.hidden_pad, chosen.block_b, chosen.num_warps, chosen.precision) == (64, 8, 8, "ieee")
         names = [n for n in kernel.arg_names if n not in constexprs and n not in ("BLOCK_B", "HP", "KC", "PRECISION")]
         assert dict(zip(names, args))["T"] == 2
         assert inspect.signature(kernel.fn).parameters["T"].annotation is inspect.Parameter.empty  # not a constexpr
@@ -323,77 +341,75 @@ def test_new_lengths_compile_nothing():
         assert compiled == 1, f"{compiled} compilations after T={steps}"
 
 
-# Every kernel compiled for an H100/H200 (sm_90) with the installed Triton, without a GPU: tl.dot's sizes and
-# dtypes, IEEE fp32 (no TF32 instruction), no atomics, shared memory within a block's limit. In a subprocess,
-# because the interpreter replaces the kernels in this one.
-COMPILE = textwrap.dedent(
-    """
-    import sys, torch, triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from rnn_lightning.nn.triton import launch
-    from rnn_lightning.nn.triton.plan import choose_plan
-
-    NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
-    CONSTEXPRS = ("BLOCK_B", "HP", "KC", "WEIGHT_ON_CHIP", "GRAD_ON_CHIP", "HAS_LENGTHS", "PRECISION")
-    IN_ACC = ("gates_ptr", "cells_ptr", "hidden_n_ptr", "extra_ptr", "du_ptr", "db_ptr", "scratch_ptr")
-    for line in sys.argv[1:]:
-        kind, hidden, param, operand, *precision = line.split(",")
-        param, operand = getattr(torch, param), getattr(torch, operand)
-        kernels = launch.KERNELS[{"rnn": launch.RNNCell, "lstm": launch.LSTMCell, "gru": launch.GRUCell}[kind]]
-        acc = torch.float64 if param == torch.float64 else torch.float32
-        chosen = choose_plan(64, int(hidden), kernels.gates, 2, operand, acc, fp32_precision=(precision or ["ieee"])[0])
-        for kernel in (kernels.forward, kernels.backward):
-            constexprs = dict(BLOCK_B=chosen.block_b, HP=chosen.hidden_pad, KC=chosen.chunk, HAS_LENGTHS=True,
-                              WEIGHT_ON_CHIP=chosen.weight_on_chip, PRECISION=chosen.precision)
-            if "GRAD_ON_CHIP" in kernel.arg_names:
-                constexprs["GRAD_ON_CHIP"] = chosen.grad_on_chip
-            signature = {}
-            for name in kernel.arg_names:
-                dtype = {"w_ptr": operand, "lengths_ptr": None}.get(name, acc if name in IN_ACC else param)
-                signature[name] = ("constexpr" if name in CONSTEXPRS else "i32" if not name.endswith("_ptr")
-                                   else "*i64" if dtype is None else "*" + NAMES[dtype])
-            compiled = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", 90, 32),
-                                      options={"num_warps": chosen.num_warps})
-            ptx = compiled.asm["ptx"]
-            print(line, kernel.__name__, chosen.precision, "tf32" in ptx, "atom." in ptx, compiled.metadata.shared)
-    """
-)
-
-
+# Every kernel compiled for an H100/H200 (sm_90) with the installed Triton, without a GPU (``nn/triton/compiled.py``):
+# tl.dot's sizes and dtypes, IEEE fp32 (no TF32 instruction) or TF32, no atomics, shared memory within a block's
+# limit, registers and spills from ptxas, and the time loop as the TTGIR has it. In a subprocess, because the
+# interpreter replaces the kernels in this one.
 SM90_SHARED_BYTES = 227 << 10  # the most shared memory one block of an H100/H200 may have
+SENTIMENT = "gru,128,64,2,float32,float32"  # as trained: bidirectional, B = 64 (T and the lengths compile nothing)
+SINE = "lstm,51,98,1"
 
 
 def compile_for_sm90(configs):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run(
-        [sys.executable, "-c", COMPILE, *configs], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    command = [sys.executable, "-m", "rnn_lightning.nn.triton.compiled", *configs]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split() for line in done.stdout.splitlines()]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(rows) == 2 * len(configs), done.stdout
-    for config, name, precision, has_tf32, has_atomics, shared in rows:
-        assert has_tf32 == str(precision == "tf32"), f"{config} {name}: {precision} but tf32 in PTX is {has_tf32}"
-        assert has_atomics == "False", f"{config} {name} uses atomics"
-        assert 0 < int(shared) <= SM90_SHARED_BYTES, f"{config} {name}: {shared} bytes of shared memory"
-    return rows
+    for row in rows:
+        where = f"{row['config']} {row['kernel']}"
+        assert row["tf32_in_ptx"] == row["precision"].startswith("tf32"), f"{where}: {row['precision']}, PTX says"
+        assert not row["atomics_in_ptx"], f"{where} uses atomics"
+        assert 0 < row["shared_bytes"] <= SM90_SHARED_BYTES, f"{where}: {row['shared_bytes']} bytes of shared memory"
+        # Every load in a time step is ahead of time (the next step's), none of an address the step stores to; and
+        # the step's only products are the state's, G of them (3 TF32 passes each for tf32x3): no dW_hh in the loop.
+        assert row["loop_read_modify_writes"] == 0, f"{where}: a load of what the same step stores"
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[row["config"].split(",")[0]]
+        assert row["loop_products"] == gates * (3 if row["precision"] == "tf32x3" else 1), where
+    return {(row["config"], row["kernel"].split("_")[1]): row for row in rows}
 
 
-def test_kernels_compile_for_the_gpu():
-    """Each kind's kernels, both sides of WEIGHT_ON_CHIP and GRAD_ON_CHIP among them (on chip at H = 51, L2 at
-    H = 128), IEEE fp32; and TF32 once, when allowed, to show that the PTX check sees it. 6 kernels."""
-    rows = compile_for_sm90(["lstm,51,float32,float32", "gru,128,float32,float32", "rnn,51,float32,float32,tf32"])
-    assert [row[2] for row in rows] == ["ieee"] * 4 + ["tf32"] * 2
+def spills(row):
+    return row["spill_store_bytes"] + row["spill_load_bytes"]
+
+
+def test_kernels_compile_for_the_gpu_without_spills_at_the_projects_shapes():
+    """The sentiment's GRU in TF32 (torch's default for cuDNN's RNNs, U on chip), the sine's LSTM in fp64 and in
+    IEEE fp32, and an RNN in tf32x3: no register spills, and in IEEE fp32 (one batch row per warp) at most one layout
+    conversion through shared memory per forward step, four per backward step. 8 kernels."""
+    configs = [f"{SENTIMENT},tf32", f"{SINE},float64,float64,ieee", f"{SINE},float32,float32,ieee"]
+    rows = compile_for_sm90([*configs, "rnn,51,64,2,float32,float32,tf32x3"])
+    for (config, side), row in rows.items():
+        assert spills(row) == 0, f"{config} {side}: {row['registers']} registers, {spills(row)} bytes spilled"
+    assert rows[f"{SENTIMENT},tf32", "forward"]["weight_on_chip"]
+    ieee = f"{SINE},float32,float32,ieee"
+    assert (rows[ieee, "forward"]["loop_conversions"], rows[ieee, "backward"]["loop_conversions"]) <= (1, 4)
 
 
 @pytest.mark.slow
 def test_kernels_compile_for_the_gpu_in_every_dtype():
-    compile_for_sm90(
-        ["lstm,128,float32,float32", "gru,51,float32,float32", "rnn,128,float32,float32"]
-        + [f"{kind},51,float64,float64" for kind in KINDS]
-        + [f"{kind},128,float32,bfloat16" for kind in KINDS]
-        + [f"{kind},256,float32,float16" for kind in KINDS]
+    """The other precisions at the project's shapes, and every kind at the other sizes and dtypes (the spills left
+    at H >= 128 where U is read from L2 are reported by ``python -m rnn_lightning.nn.triton.compiled``)."""
+    rows = compile_for_sm90(
+        [f"{SENTIMENT},ieee", f"{SINE},float32,float32,tf32", f"{SINE},float32,float32,tf32x3"]
+        + [
+            "lstm,128,64,2,float32,float32,tf32",
+            "gru,51,64,2,float32,float32,ieee",
+            "rnn,128,64,2,float32,float32,ieee",
+        ]
+        + [f"{kind},51,64,2,float64,float64,ieee" for kind in KINDS]
+        + [f"{kind},128,64,2,float32,bfloat16,ieee" for kind in KINDS]
+        + [f"{kind},256,64,2,float32,float16,ieee" for kind in KINDS]
     )
+    assert (
+        spills(rows[f"{SINE},float32,float32,tf32", "forward"])
+        == spills(rows[f"{SINE},float32,float32,tf32", "backward"])
+        == 0
+    )
+    # Left: the sentiment's GRU in IEEE fp32 reads U from L2 (a 128 x 128 tile on chip spills more on the FMA units),
+    # 16 rows at a time; ptxas spills a few dozen bytes per thread of its chunk operands.
+    assert spills(rows[f"{SENTIMENT},ieee", "forward"]) <= 128 and spills(rows[f"{SENTIMENT},ieee", "backward"]) <= 128
 
 
 # Errors a user can cause, and what they say to do.

@@ -54,6 +54,13 @@ def load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS: tl.constexpr):
 
 
 @triton.jit
+def load_step(ptrs, mask, valid):
+    """A (BLOCK_B, HP) tile of one step's buffer: 0 where masked, and everywhere where ``valid`` (a scalar) is false:
+    the step after the last one, which a step loads ahead of time."""
+    return tl.load(ptrs, mask=mask & valid, other=0.0)
+
+
+@triton.jit
 def gate_weight_t(w_ptr, d, g, G, H, cols):
     """U_g^T as a (k, j) tile (HP, HP): U_g^T[k, j] = weight_hh[d, g H + j, k]; for h @ U_g^T."""
     k = cols[:, None]
@@ -79,32 +86,6 @@ def matmul(a, b, PRECISION: tl.constexpr):
 def matmul_add(acc, a, b, PRECISION: tl.constexpr):
     """acc + a @ b, in b's dtype, accumulated in acc's."""
     return tl.dot(a.to(b.dtype), b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
-
-
-@triton.jit
-def accumulate(partial, da, h_prev, PRECISION: tl.constexpr):
-    """partial (HP, HP) += da^T @ h_prev: one step's share of dU_g, summed over this program's rows."""
-    return tl.dot(tl.trans(da).to(h_prev.dtype), h_prev, partial, input_precision=PRECISION, out_dtype=partial.dtype)
-
-
-@triton.jit
-def partial_offsets(d, block, blocks, g, G, H, cols):
-    """(HP, HP) offsets of gate g's tile in this program's slab of the (D, P, G * H, H) partial dU."""
-    j = cols[:, None]
-    k = cols[None, :]
-    return (((d * blocks + block) * G + g) * H + j) * H + k
-
-
-@triton.jit
-def store_partial(du_ptr, d, block, blocks, g, G, H, cols, partial):
-    inside = (cols[:, None] < H) & (cols[None, :] < H)
-    tl.store(du_ptr + partial_offsets(d, block, blocks, g, G, H, cols), partial, mask=inside)
-
-
-@triton.jit
-def store_bias_partial(db_ptr, d, block, blocks, g, G, H, cols, partial):
-    """partial (HP,) into this program's row of the (D, P, G * H) partial db_hh."""
-    tl.store(db_ptr + ((d * blocks + block) * G + g) * H + cols, partial, mask=cols < H)
 
 
 # Where U does not fit on chip, a step's products run KC rows of U at a time, read from L2. The left operand
@@ -133,12 +114,6 @@ def staged_chunk(tile_ptr, width, col0, k0, BLOCK_B: tl.constexpr, KC: tl.conste
 
 
 @triton.jit
-def staged_chunk_t(tile_ptr, width, col0, j0, BLOCK_B: tl.constexpr, KC: tl.constexpr):
-    """(KC, BLOCK_B): the same chunk, transposed by the addressing."""
-    return tl.load(tile_ptr + tl.arange(0, BLOCK_B)[None, :] * width + col0 + j0 + tl.arange(0, KC)[:, None])
-
-
-@triton.jit
 def gate_weight_t_chunk(w_ptr, d, g, G, H, k0, cols, KC: tl.constexpr):
     """(KC, HP) rows k0 .. k0 + KC of U_g^T: U_g^T[k, j] = weight_hh[d, g H + j, k]."""
     k = k0 + tl.arange(0, KC)[:, None]
@@ -152,19 +127,3 @@ def gate_weight_chunk(w_ptr, d, g, G, H, j0, cols, KC: tl.constexpr):
     j = j0 + tl.arange(0, KC)[:, None]
     k = cols[None, :]
     return tl.load(w_ptr + ((d * G + g) * H + j) * H + k, mask=(k < H) & (j < H), other=0.0)
-
-
-@triton.jit
-def accumulate_in_memory(
-    du_ptr, d, block, blocks, g, G, H, cols, tile_ptr, width, h_prev, BLOCK_B: tl.constexpr, HP: tl.constexpr,
-    KC: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
-    """dU_g's partial += da_g^T @ h_prev, KC rows at a time, read from and written back to this program's own
-    slab (L2), with da_g staged in columns g HP .. of the tile. No other program touches the slab: no atomics."""
-    for j0 in range(0, HP, KC):
-        j = j0 + tl.arange(0, KC)[:, None]
-        at = (((d * blocks + block) * G + g) * H + j) * H + cols[None, :]
-        inside = (j < H) & (cols[None, :] < H)
-        partial = tl.load(du_ptr + at, mask=inside, other=0.0)  # (KC, HP)
-        da_t = staged_chunk_t(tile_ptr, width, g * HP, j0, BLOCK_B, KC)  # (KC, BLOCK_B)
-        tl.store(du_ptr + at, matmul_add(partial, da_t, h_prev, PRECISION), mask=inside)

@@ -5,10 +5,13 @@ Buffers, in the kernels' coordinates (``docs/triton.md``):
 
 * ``gates`` (B, T, D, G H), fp32 or fp64: the x-side pre-activations a_x = x W_ih^T + b before the forward
   kernel, the gate activations after it, and the pre-activation gradients da after the backward kernel, from
-  which dx, dW_ih and db_ih are one matmul or one sum each;
-* ``saved`` (B, T, D, H): what a cell needs besides its gates (LSTM: c; GRU: m = h_prev U_n^T + b_hn);
-* the outputs (B, T, D H), which are also the h_prev of the backward;
-* per-program partial dW_hh (D, P, G H, H) and db_hh (D, P, G H), summed here in a fixed order (no atomics).
+  which dx, dW_ih, db_ih and (with the states each step read) dW_hh, db_hh are one matmul or one sum each;
+* ``saved`` (B, T, D, H): what a cell needs besides its gates (LSTM: c; GRU: m = h_prev U_n^T + b_hn, and dm
+  after the backward, the hidden side of the GRU's n gate);
+* the outputs (B, T, D H), from which ``previous_states`` builds the h_prev of every step for dW_hh.
+
+The weight gradients are matmuls and sums over all rows and steps after the launch: no atomics, the same bits
+on every run.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch.autograd.function import once_differentiable
 from rnn_lightning.nn.cells import GRUCell, LSTMCell, RNNCell, State
 from rnn_lightning.nn.triton.gru import gru_backward, gru_forward
 from rnn_lightning.nn.triton.lstm import lstm_backward, lstm_forward
-from rnn_lightning.nn.triton.plan import DEFAULT_SMS, Plan, choose_plan, compute_dtypes
+from rnn_lightning.nn.triton.plan import DEFAULT_SMS, SM90_SHARED_BYTES, Plan, choose_plan, compute_dtypes
 from rnn_lightning.nn.triton.rnn import rnn_backward, rnn_forward
 
 
@@ -92,13 +95,21 @@ def run_layer(
             "Triton's interpreter cannot run tl.dot on bfloat16 (it multiplies raw bits, triton-lang/triton#11584): "
             "use float16 there (torch.autocast(..., dtype=torch.float16)), or run on a GPU"
         )
-    sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else DEFAULT_SMS
-    plan = choose_plan(x.shape[0], cells[0].hidden_size, kernels.gates, len(cells), operand, acc, sms, fp32_precision)
+    size = (x.shape[0], cells[0].hidden_size, kernels.gates, len(cells))
+    plan = choose_plan(*size, operand, acc, *device_limits(x.device), fp32_precision=fp32_precision)
     params = [torch.stack([getattr(c, name) for c in cells]) for name in PARAMETERS]  # (D, ...) each
     h0 = torch.stack([s[0] for s in starts])  # (D, B, H)
     c0 = torch.stack([s[1] for s in starts]) if kernels.cell_state else None
     out, *finals = TritonRecurrence.apply(kernels, plan, lengths, x, *params, h0, c0)
     return out, [tuple(f[d] for f in finals) for d in range(len(cells))]
+
+
+def device_limits(device: torch.device) -> tuple[int, int]:
+    """(SMs, shared memory bytes per block) of a CUDA device; an H100/H200's for the interpreter."""
+    if device.type != "cuda":
+        return DEFAULT_SMS, SM90_SHARED_BYTES
+    properties = torch.cuda.get_device_properties(device)
+    return properties.multi_processor_count, getattr(properties, "shared_memory_per_block_optin", SM90_SHARED_BYTES)
 
 
 def x_side_bias(kernels: CellKernels, b_ih: Tensor, b_hh: Tensor) -> Tensor:
@@ -123,6 +134,38 @@ def scratch(plan: Plan, x: Tensor, directions: int, width: int, needed: bool) ->
     if not needed:
         return x.new_empty(0, dtype=plan.acc_dtype)
     return x.new_empty(directions, plan.blocks(x.shape[0]), plan.block_b, width, dtype=plan.acc_dtype)
+
+
+def previous_states(out: Tensor, h0: Tensor, lengths: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """(B, T, D, H): the state each step read, h_prev. Forward: h_{t-1}, and h0 at t = 0. Reversed: h_{t+1}, and
+    h0 at a row's last real step, where it starts. On padded steps (every da 0 there) any finite value does."""
+    B, T, _ = out.shape
+    D, _, H = h0.shape
+    steps = out.view(B, T, D, H)
+    h_prev = torch.empty(B, T, D, H, dtype=dtype, device=out.device)
+    h_prev[:, 1:, 0] = steps[:, :-1, 0]
+    h_prev[:, 0, 0] = h0[0]
+    if D == 2:
+        h_prev[:, :-1, 1] = steps[:, 1:, 1]
+        h_prev[:, -1, 1] = h0[1]
+        if lengths is not None:
+            h_prev[torch.arange(B, device=out.device), lengths - 1, 1] = h0[1].to(dtype)
+    return h_prev
+
+
+def hidden_side_grads(kernels: CellKernels, da: Tensor, saved: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
+    """dW_hh (D, G H, H) = Σ_{b,t} dg^T h_prev and db_hh (D, G H) = Σ_{b,t} dg, with dg the gradient of the hidden
+    side's pre-activations: da for RNN and LSTM; for the GRU da_r, da_z and dm (its n gate's b_hn and U_n sit inside
+    the reset gate). One batched matmul over the directions, of strided views (no copies)."""
+    BT, DGH = da.shape
+    D, H = h_prev.shape[2], h_prev.shape[3]
+    grads = da.view(BT, D, DGH // D).transpose(0, 1)  # (D, B T, G H)
+    states = h_prev.view(BT, D, H).transpose(0, 1)  # (D, B T, H)
+    if kernels is not KERNELS[GRUCell]:
+        return grads.mT @ states, grads.sum(1)
+    dm = saved.view(BT, D, H).transpose(0, 1)  # (D, B T, H)
+    rz = grads[:, :, : 2 * H]
+    return torch.cat([rz.mT @ states, dm.mT @ states], dim=1), torch.cat([rz.sum(1), dm.sum(1)], dim=1)
 
 
 def launch(kernel: Any, plan: Plan, x: Tensor, directions: int, *args: Any, **constexprs: Any) -> None:
@@ -174,7 +217,6 @@ class TritonRecurrence(torch.autograd.Function):
         kernels, plan, lengths = ctx.kernels, ctx.plan, ctx.lengths
         B, T, I = x.shape
         D, GH, H = u.shape
-        blocks = plan.blocks(B)
         d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
         d_hT = torch.zeros_like(h0) if d_hT is None else d_hT.contiguous()
         dh0 = torch.empty_like(h0)
@@ -183,17 +225,13 @@ class TritonRecurrence(torch.autograd.Function):
             dc0 = torch.empty_like(c0)
         else:
             d_cT = dc0 = dh0  # unused by the kernel
-        # In memory, the partials are summed into, so they start at zero; on chip they are written once.
-        new = torch.empty if plan.grad_on_chip else torch.zeros
-        du = new(D, blocks, GH, H, dtype=plan.acc_dtype, device=x.device)
-        db = torch.empty(D, blocks, GH, dtype=plan.acc_dtype, device=x.device)
         has_lengths = lengths is not None
-        staged = not (plan.weight_on_chip and plan.grad_on_chip)  # the da go through the scratch
         launch(
             kernels.backward, plan, x, D,
-            gates, saved, out, d_out, h0, c0 if c0 is not None else h0, d_hT, d_cT, dh0, dc0, u, du, db,
-            lengths if has_lengths else out, scratch(plan, x, D, kernels.gates * plan.hidden_pad, staged),
-            B, T, H, D, WEIGHT_ON_CHIP=plan.weight_on_chip, GRAD_ON_CHIP=plan.grad_on_chip, HAS_LENGTHS=has_lengths,
+            gates, saved, out, d_out, h0, c0 if c0 is not None else h0, d_hT, d_cT, dh0, dc0, u,
+            lengths if has_lengths else out,
+            scratch(plan, x, D, kernels.gates * plan.hidden_pad, not plan.weight_on_chip),
+            B, T, H, D, WEIGHT_ON_CHIP=plan.weight_on_chip, HAS_LENGTHS=has_lengths,
         )  # fmt: skip
         with torch.autocast(x.device.type, enabled=False):
             da = gates  # (B T, D G H): now the pre-activation gradients
@@ -202,6 +240,7 @@ class TritonRecurrence(torch.autograd.Function):
                 dx = (da @ w_ih.reshape(D * GH, I).to(plan.acc_dtype)).view(B, T, I).to(x.dtype)
             dw_ih = (da.T @ x.reshape(B * T, I).to(plan.acc_dtype)).view(D, GH, I).to(w_ih.dtype)
             db_ih = da.sum(0).view(D, GH).to(w_ih.dtype)
-            dw_hh = du.sum(1).to(w_ih.dtype)  # (D, G H, H): the programs' partials, in a fixed order
-            db_hh = db.sum(1).to(w_ih.dtype)
+            h_prev = previous_states(out, h0, lengths, plan.acc_dtype)  # (B, T, D, H)
+            dw_hh, db_hh = hidden_side_grads(kernels, da, saved, h_prev)
+        dw_hh, db_hh = dw_hh.to(w_ih.dtype), db_hh.to(w_ih.dtype)
         return None, None, None, dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 if c0 is not None else None

@@ -11,10 +11,12 @@ Backward, from the last step to the first, with dh and dc flowing back from the 
     dh_t = dh + dy_t            dc_t = dc + dh_t o (1 - tanh²c)
     da_i = dc_t g i (1 - i)     da_f = dc_t c_prev f (1 - f)
     da_g = dc_t i (1 - g²)      da_o = dh_t tanh(c) o (1 - o)
-    dh ← Σ_* da_* U_*           dc ← dc_t f           dU_* += da_*^T h_prev      db_hh,* += Σ_rows da_*
+    dh ← Σ_* da_* U_*           dc ← dc_t f
 
 On a padded step all da are 0 and dh, dc pass through unchanged. The da overwrite ``gates``, where the
-layer turns them into dx, dW_ih and db_ih with one matmul each.
+layer turns them into dx, dW_ih, db_ih and dW_hh = da^T h_prev, db_hh with one matmul or sum each: the time
+loop holds only what the next step needs. Each step issues its loads for the next step first (the input
+projection forward; the gates, c and dy backward), so that their latency passes during this step's products.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ import triton
 import triton.language as tl
 
 from rnn_lightning.nn.triton.common import (
-    accumulate,
-    accumulate_in_memory,
     gate_weight,
     gate_weight_chunk,
     gate_weight_t,
     gate_weight_t_chunk,
     load_lengths,
+    load_step,
     matmul,
     matmul_add,
     scratch_tile,
@@ -38,8 +39,6 @@ from rnn_lightning.nn.triton.common import (
     staged_chunk,
     state_offsets,
     step_offsets,
-    store_bias_partial,
-    store_partial,
     tanh,
     time_of,
 )
@@ -85,44 +84,55 @@ def lstm_forward(
         u_o = gate_weight_t(w_ptr, d, 3, 4, H, cols)
     else:
         tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, HP)
+    t = time_of(0, d, T)
+    at = step_offsets(rows, cols, t, d, T, D, 4 * H)
+    x_i = load_step(gates_ptr + at, inside, True)  # a_x of the first step; each step then loads the next one's
+    x_f = load_step(gates_ptr + at + H, inside, True)
+    x_g = load_step(gates_ptr + at + 2 * H, inside, True)
+    x_o = load_step(gates_ptr + at + 3 * H, inside, True)
     for s in range(T):
         t = time_of(s, d, T)
+        t_next = time_of(s + 1, d, T)
+        at_next = step_offsets(rows, cols, t_next, d, T, D, 4 * H)
+        has_next = s + 1 < T
+        next_i = load_step(gates_ptr + at_next, inside, has_next)  # in flight during this step's products
+        next_f = load_step(gates_ptr + at_next + H, inside, has_next)
+        next_g = load_step(gates_ptr + at_next + 2 * H, inside, has_next)
+        next_o = load_step(gates_ptr + at_next + 3 * H, inside, has_next)
         if WEIGHT_ON_CHIP:
-            hu_i = matmul(h, u_i, PRECISION)
-            hu_f = matmul(h, u_f, PRECISION)
-            hu_g = matmul(h, u_g, PRECISION)
-            hu_o = matmul(h, u_o, PRECISION)
+            a_i = matmul_add(x_i, h, u_i, PRECISION)
+            a_f = matmul_add(x_f, h, u_f, PRECISION)
+            a_g = matmul_add(x_g, h, u_g, PRECISION)
+            a_o = matmul_add(x_o, h, u_o, PRECISION)
         else:  # U from L2, KC of its rows at a time
             tl.debug_barrier()  # every thread is done reading the previous step's h
             stage(tile, HP, 0, h, BLOCK_B, HP)
             tl.debug_barrier()  # all of h is written before any thread reads a chunk
-            hu_i = tl.zeros((BLOCK_B, HP), acc_t)
-            hu_f = tl.zeros((BLOCK_B, HP), acc_t)
-            hu_g = tl.zeros((BLOCK_B, HP), acc_t)
-            hu_o = tl.zeros((BLOCK_B, HP), acc_t)
+            a_i, a_f, a_g, a_o = x_i, x_f, x_g, x_o
             for k0 in range(0, HP, KC):
                 h_k = staged_chunk(tile, HP, 0, k0, BLOCK_B, KC)  # (BLOCK_B, KC)
-                hu_i = matmul_add(hu_i, h_k, gate_weight_t_chunk(w_ptr, d, 0, 4, H, k0, cols, KC), PRECISION)
-                hu_f = matmul_add(hu_f, h_k, gate_weight_t_chunk(w_ptr, d, 1, 4, H, k0, cols, KC), PRECISION)
-                hu_g = matmul_add(hu_g, h_k, gate_weight_t_chunk(w_ptr, d, 2, 4, H, k0, cols, KC), PRECISION)
-                hu_o = matmul_add(hu_o, h_k, gate_weight_t_chunk(w_ptr, d, 3, 4, H, k0, cols, KC), PRECISION)
-        at = step_offsets(rows, cols, t, d, T, D, 4 * H)
-        at_h = step_offsets(rows, cols, t, d, T, D, H)
-        i = sigmoid(tl.load(gates_ptr + at, mask=inside, other=0.0) + hu_i)
-        f = sigmoid(tl.load(gates_ptr + at + H, mask=inside, other=0.0) + hu_f)
-        g = tanh(tl.load(gates_ptr + at + 2 * H, mask=inside, other=0.0) + hu_g)
-        o = sigmoid(tl.load(gates_ptr + at + 3 * H, mask=inside, other=0.0) + hu_o)
+                a_i = matmul_add(a_i, h_k, gate_weight_t_chunk(w_ptr, d, 0, 4, H, k0, cols, KC), PRECISION)
+                a_f = matmul_add(a_f, h_k, gate_weight_t_chunk(w_ptr, d, 1, 4, H, k0, cols, KC), PRECISION)
+                a_g = matmul_add(a_g, h_k, gate_weight_t_chunk(w_ptr, d, 2, 4, H, k0, cols, KC), PRECISION)
+                a_o = matmul_add(a_o, h_k, gate_weight_t_chunk(w_ptr, d, 3, 4, H, k0, cols, KC), PRECISION)
+        i = sigmoid(a_i)
+        f = sigmoid(a_f)
+        g = tanh(a_g)
+        o = sigmoid(a_o)
         c_new = f * c + i * g
         h_new = o * tanh(c_new)
         real = (t < length)[:, None]  # (BLOCK_B, 1): a padded step keeps the state
         c = tl.where(real, c_new, c)
         h = tl.where(real, h_new, h)
+        at = step_offsets(rows, cols, t, d, T, D, 4 * H)
+        at_h = step_offsets(rows, cols, t, d, T, D, H)
         tl.store(gates_ptr + at, i, mask=inside)
         tl.store(gates_ptr + at + H, f, mask=inside)
         tl.store(gates_ptr + at + 2 * H, g, mask=inside)
         tl.store(gates_ptr + at + 3 * H, o, mask=inside)
         tl.store(cells_ptr + at_h, c, mask=inside)
         tl.store(out_ptr + at_h, tl.where(real, h_new, 0.0), mask=inside)
+        x_i, x_f, x_g, x_o = next_i, next_f, next_g, next_o
     tl.store(hT_ptr + at_state, h, mask=inside)
     tl.store(cT_ptr + at_state, c, mask=inside)
 
@@ -131,19 +141,17 @@ def lstm_forward(
 def lstm_backward(
     gates_ptr,  # (B, T, D, 4H): in i, f, g, o; out da_i, da_f, da_g, da_o
     cells_ptr,  # (B, T, D, H): c
-    out_ptr,  # (B, T, D, H): h, for h_prev
+    out_ptr,  # unused: h_prev is needed only for dW_hh, one matmul after the launch
     d_out_ptr,  # (B, T, D, H): dy
-    h0_ptr,  # (D, B, H)
+    h0_ptr,  # unused
     c0_ptr,  # (D, B, H)
     d_hT_ptr,  # (D, B, H)
     d_cT_ptr,  # (D, B, H)
     dh0_ptr,  # (D, B, H): out
     dc0_ptr,  # (D, B, H): out
     w_ptr,  # (D, 4H, H)
-    du_ptr,  # (D, P, 4H, H): out, this program's partial dU (zeros in, when accumulated in memory)
-    db_ptr,  # (D, P, 4H): out, this program's partial db_hh
     lengths_ptr,  # (B,)
-    scratch_ptr,  # (D, P, BLOCK_B, 4 HP): the da staged, when U or dU is not on chip
+    scratch_ptr,  # (D, P, BLOCK_B, 4 HP): the da staged, when U is in L2
     B,
     T,
     H,
@@ -152,7 +160,6 @@ def lstm_backward(
     HP: tl.constexpr,
     KC: tl.constexpr,
     WEIGHT_ON_CHIP: tl.constexpr,
-    GRAD_ON_CHIP: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
@@ -162,65 +169,67 @@ def lstm_backward(
     inside = (rows < B)[:, None] & (cols < H)[None, :]
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
-    op_t = w_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    h0 = tl.load(h0_ptr + at_state, mask=inside, other=0.0).to(acc_t)
     c0 = tl.load(c0_ptr + at_state, mask=inside, other=0.0).to(acc_t)
     dh = tl.load(d_hT_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
     dc = tl.load(d_cT_ptr + at_state, mask=inside, other=0.0).to(acc_t)
-    tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, 4 * HP)
     if WEIGHT_ON_CHIP:
         u_i = gate_weight(w_ptr, d, 0, 4, H, cols)
         u_f = gate_weight(w_ptr, d, 1, 4, H, cols)
         u_g = gate_weight(w_ptr, d, 2, 4, H, cols)
         u_o = gate_weight(w_ptr, d, 3, 4, H, cols)
-    if GRAD_ON_CHIP:
-        du_i = tl.zeros((HP, HP), acc_t)
-        du_f = tl.zeros((HP, HP), acc_t)
-        du_g = tl.zeros((HP, HP), acc_t)
-        du_o = tl.zeros((HP, HP), acc_t)
-    db_i = tl.zeros((HP,), acc_t)
-    db_f = tl.zeros((HP,), acc_t)
-    db_g = tl.zeros((HP,), acc_t)
-    db_o = tl.zeros((HP,), acc_t)
+    else:
+        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, 4 * HP)
+    # What the first step (the last time) reads; each step then loads the next one's (at t_prev) and the c_prev
+    # of the one after, and hands on its own c_prev as the next step's c.
+    t = time_of(T - 1, d, T)
+    t_prev = t - 1 + 2 * d
+    at = step_offsets(rows, cols, t, d, T, D, 4 * H)
+    at_h = step_offsets(rows, cols, t, d, T, D, H)
+    i = load_step(gates_ptr + at, inside, True)
+    f = load_step(gates_ptr + at + H, inside, True)
+    g = load_step(gates_ptr + at + 2 * H, inside, True)
+    o = load_step(gates_ptr + at + 3 * H, inside, True)
+    c = load_step(cells_ptr + at_h, inside, True)
+    dy = load_step(d_out_ptr + at_h, inside & (t < length)[:, None], True).to(acc_t)
+    c_before = load_step(cells_ptr + step_offsets(rows, cols, t_prev, d, T, D, H), inside, (t_prev >= 0) & (t_prev < T))
     for s in range(T):
         t = time_of(T - 1 - s, d, T)
-        t_prev = t - 1 + 2 * d  # the time whose state step t read
+        t_prev = t - 1 + 2 * d  # the time whose state step t read, and the next step's time
+        t_prev2 = t_prev - 1 + 2 * d  # the time whose state the next step reads
         real = (t < length)[:, None]
-        # h_prev and c_prev are the initial state before a sequence's first real step.
-        prev_real = ((t_prev >= 0) & (t_prev < T) & (t_prev < length))[:, None]
-        at = step_offsets(rows, cols, t, d, T, D, 4 * H)
-        at_h = step_offsets(rows, cols, t, d, T, D, H)
-        at_prev = step_offsets(rows, cols, t_prev, d, T, D, H)
-        i = tl.load(gates_ptr + at, mask=inside, other=0.0)
-        f = tl.load(gates_ptr + at + H, mask=inside, other=0.0)
-        g = tl.load(gates_ptr + at + 2 * H, mask=inside, other=0.0)
-        o = tl.load(gates_ptr + at + 3 * H, mask=inside, other=0.0)
-        c = tl.load(cells_ptr + at_h, mask=inside, other=0.0)
-        c_prev = tl.where(prev_real, tl.load(cells_ptr + at_prev, mask=inside & prev_real, other=0.0), c0)
-        h_prev = tl.where(prev_real, tl.load(out_ptr + at_prev, mask=inside & prev_real, other=0.0).to(acc_t), h0)
-        dh_t = dh + tl.load(d_out_ptr + at_h, mask=inside & real, other=0.0).to(acc_t)
+        has_next = (t_prev >= 0) & (t_prev < T)
+        at_next = step_offsets(rows, cols, t_prev, d, T, D, 4 * H)
+        at_h_next = step_offsets(rows, cols, t_prev, d, T, D, H)
+        next_i = load_step(gates_ptr + at_next, inside, has_next)  # in flight during this step's products
+        next_f = load_step(gates_ptr + at_next + H, inside, has_next)
+        next_g = load_step(gates_ptr + at_next + 2 * H, inside, has_next)
+        next_o = load_step(gates_ptr + at_next + 3 * H, inside, has_next)
+        next_dy = load_step(d_out_ptr + at_h_next, inside & (t_prev < length)[:, None], has_next).to(acc_t)
+        at_h_prev2 = step_offsets(rows, cols, t_prev2, d, T, D, H)
+        next_c_before = load_step(cells_ptr + at_h_prev2, inside, (t_prev2 >= 0) & (t_prev2 < T))
+        # c_prev is the initial state before a sequence's first real step.
+        prev_real = (has_next & (t_prev < length))[:, None]
+        c_prev = tl.where(prev_real, c_before, c0)
+        dh_t = dh + dy
         tanh_c = tanh(c)
         dc_t = dc + dh_t * o * (1.0 - tanh_c * tanh_c)
         da_i = tl.where(real, dc_t * g * i * (1.0 - i), 0.0)
         da_f = tl.where(real, dc_t * c_prev * f * (1.0 - f), 0.0)
         da_g = tl.where(real, dc_t * i * (1.0 - g * g), 0.0)
         da_o = tl.where(real, dh_t * tanh_c * o * (1.0 - o), 0.0)
-        tl.store(gates_ptr + at, da_i, mask=inside)
-        tl.store(gates_ptr + at + H, da_f, mask=inside)
-        tl.store(gates_ptr + at + 2 * H, da_g, mask=inside)
-        tl.store(gates_ptr + at + 3 * H, da_o, mask=inside)
-        if not WEIGHT_ON_CHIP or not GRAD_ON_CHIP:
-            tl.debug_barrier()  # every thread is done with the previous step's tile (and its partial dU)
+        if WEIGHT_ON_CHIP:
+            dh_prev = matmul(da_i, u_i, PRECISION)
+            dh_prev = matmul_add(dh_prev, da_f, u_f, PRECISION)
+            dh_prev = matmul_add(dh_prev, da_g, u_g, PRECISION)
+            dh_prev = matmul_add(dh_prev, da_o, u_o, PRECISION)
+        else:  # U from L2, KC of its rows at a time
+            tl.debug_barrier()  # every thread is done with the previous step's tile
             stage(tile, 4 * HP, 0, da_i, BLOCK_B, HP)
             stage(tile, 4 * HP, HP, da_f, BLOCK_B, HP)
             stage(tile, 4 * HP, 2 * HP, da_g, BLOCK_B, HP)
             stage(tile, 4 * HP, 3 * HP, da_o, BLOCK_B, HP)
             tl.debug_barrier()  # all the da are written before any thread reads a chunk
-        if WEIGHT_ON_CHIP:
-            dh_prev = matmul(da_i, u_i, PRECISION) + matmul(da_f, u_f, PRECISION)
-            dh_prev += matmul(da_g, u_g, PRECISION) + matmul(da_o, u_o, PRECISION)
-        else:  # U from L2, KC of its rows at a time
             dh_prev = tl.zeros((BLOCK_B, HP), acc_t)
             for j0 in range(0, HP, KC):
                 for gate in tl.static_range(4):
@@ -230,29 +239,12 @@ def lstm_backward(
                     )
         dh = tl.where(real, dh_prev, dh_t)  # on a padded step dh_t is dh: it passes through
         dc = tl.where(real, dc_t * f, dc)
-        h_op = h_prev.to(op_t)
-        if GRAD_ON_CHIP:
-            du_i = accumulate(du_i, da_i, h_op, PRECISION)
-            du_f = accumulate(du_f, da_f, h_op, PRECISION)
-            du_g = accumulate(du_g, da_g, h_op, PRECISION)
-            du_o = accumulate(du_o, da_o, h_op, PRECISION)
-        else:
-            for gate in tl.static_range(4):
-                accumulate_in_memory(
-                    du_ptr, d, block, blocks, gate, 4, H, cols, tile, 4 * HP, h_op, BLOCK_B, HP, KC, PRECISION
-                )
-        db_i += tl.sum(da_i, axis=0)
-        db_f += tl.sum(da_f, axis=0)
-        db_g += tl.sum(da_g, axis=0)
-        db_o += tl.sum(da_o, axis=0)
+        at = step_offsets(rows, cols, t, d, T, D, 4 * H)
+        tl.store(gates_ptr + at, da_i, mask=inside)
+        tl.store(gates_ptr + at + H, da_f, mask=inside)
+        tl.store(gates_ptr + at + 2 * H, da_g, mask=inside)
+        tl.store(gates_ptr + at + 3 * H, da_o, mask=inside)
+        i, f, g, o, dy = next_i, next_f, next_g, next_o, next_dy
+        c, c_before = c_before, next_c_before
     tl.store(dh0_ptr + at_state, dh, mask=inside)
     tl.store(dc0_ptr + at_state, dc, mask=inside)
-    if GRAD_ON_CHIP:
-        store_partial(du_ptr, d, block, blocks, 0, 4, H, cols, du_i)
-        store_partial(du_ptr, d, block, blocks, 1, 4, H, cols, du_f)
-        store_partial(du_ptr, d, block, blocks, 2, 4, H, cols, du_g)
-        store_partial(du_ptr, d, block, blocks, 3, 4, H, cols, du_o)
-    store_bias_partial(db_ptr, d, block, blocks, 0, 4, H, cols, db_i)
-    store_bias_partial(db_ptr, d, block, blocks, 1, 4, H, cols, db_f)
-    store_bias_partial(db_ptr, d, block, blocks, 2, 4, H, cols, db_g)
-    store_bias_partial(db_ptr, d, block, blocks, 3, 4, H, cols, db_o)

@@ -3,8 +3,11 @@
 The rules come from what the GPU accepts (``docs/triton.md``):
 
 * ``tl.arange`` sizes are powers of two, and on NVIDIA GPUs ``tl.dot`` needs an inner size of at least 16 for
-  every 16-, 32- and 64-bit dtype (Triton 3.6 ``min_dot_size``). The inner sizes here are the padded hidden size
-  (h @ U^T, da @ U) and the batch block (da^T @ h_prev), so both are powers of two of at least 16;
+  every 16-, 32- and 64-bit dtype (Triton 3.6 ``min_dot_size``; M and N may be smaller). The kernels' only inner
+  size is the padded hidden size (h @ U^T, da @ U; dW_hh is a torch matmul after the launch), at least 16;
+* one batch row per warp: the products' layout is then the loads' and stores' (ptxas and the TTGIR, read by
+  ``compiled.py``: at H = 51 in IEEE fp32 one conversion through shared memory per forward step instead of 11),
+  the fewest registers of the layouts tried, and no spill at the project's shapes;
 * fp32 dots run in the precision the layer asks for (``FP32_PRECISIONS``); by default in the one torch lets
   cuDNN's RNNs use (``torch_rnn_precision``), so that a comparison with torch.nn on cuDNN is like for like;
 * a program never waits for another, so any number of programs may be resident or queued, and the interpreter,
@@ -19,16 +22,20 @@ from typing import Any
 import torch
 
 MIN_DOT = 16  # smallest inner size of tl.dot on NVIDIA GPUs, and a power of two for tl.arange
-MAX_BLOCK_B = 64  # rows per program: beyond this the per-step tiles crowd the registers
+ROWS = 8  # batch rows per program, and its warps: one row per warp (4 of each below a padded hidden size of 64)
+MAX_BLOCK_B = 64  # rows per program where the batch outnumbers the SMs: beyond this the tiles crowd the registers
 CHUNK = 16  # rows of U per product where it is read from L2: tl.dot's smallest K, the fewest registers
 MAX_HIDDEN_PAD = 256  # one program holds a whole hidden state: beyond this its tiles no longer fit
-# What a program may keep on chip for the whole sequence. An H100/H200 SM has 256 KB of registers and one
-# persistent program per SM here; half of it leaves room for the states, the gates and the step's temporaries.
-# H=51 pads to 64: an LSTM's U is 64 KB in fp32 and 128 KB in fp64 (on chip); H=128 fp32 is 256 KB (L2).
-ON_CHIP_BYTES = 128 << 10
-# And per gate, a tile of at most 64 x 64 held on chip (128 x 128 for 16-bit operands): ptxas for sm_90 spills
-# kilobytes per thread from a 128 x 128 fp32 tile (no tensor cores for IEEE fp32) and none from 64 x 64 ones.
-MAX_ON_CHIP_PAD = {2: 128, 4: 64, 8: 64}  # by bytes per element
+# Triton keeps a loop-invariant tl.dot operand in shared memory, so U stays on chip for the whole sequence where
+# it fits there beside the step's layout conversions (this much room, measured: 4-16 KB). An H100/H200 block may
+# have 227 KB: U of an LSTM at H = 51 (padded to 64) is 64 KB in fp32, 128 KB in fp64; a GRU's at H = 128 fp32
+# 192 KB. Where it does not fit, each step reads KC rows of U at a time from L2 (or L1), and the products' operand
+# chunks take about 2 KC rows of U per gate in shared memory.
+CONVERSION_ROOM = 24 << 10
+SM90_SHARED_BYTES = 227 << 10
+# IEEE fp32 products run on the FMA units, where Triton gives each thread its columns of U for every k: a whole
+# 128 x 128 fp32 tile on chip spills (504 bytes per thread for a GRU), 64 x 64 ones do not.
+MAX_FMA_ON_CHIP_PAD = 64
 DEFAULT_SMS = 132  # an H100/H200 SXM: the SM count used where no GPU is there to ask (the interpreter)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # tl.dot's input_precision for fp32 operands: IEEE FMA; one TF32 tensor-core pass (10-bit mantissa products, fp32
@@ -40,9 +47,8 @@ FP32_PRECISIONS = ("ieee", "tf32", "tf32x3")
 class Plan:
     block_b: int  # batch rows per program
     hidden_pad: int  # H padded to a power of two >= MIN_DOT
-    weight_on_chip: bool  # U loaded once per program (else read from L2 every step)
-    grad_on_chip: bool  # the backward's partial dU held by the program (else in its own slab in L2)
-    chunk: int  # rows of U per product where U (or dU) is in L2
+    weight_on_chip: bool  # U loaded once per program and kept in shared memory (else read from L2 every step)
+    chunk: int  # rows of U per product where U is in L2
     num_warps: int
     precision: str  # tl.dot's input_precision
     operand_dtype: torch.dtype  # of the recurrent matmuls' inputs: 16-bit under autocast
@@ -114,33 +120,44 @@ def choose_plan(
     operand_dtype: torch.dtype,
     acc_dtype: torch.dtype,
     sms: int = DEFAULT_SMS,
+    shared_bytes: int = SM90_SHARED_BYTES,
     fp32_precision: str | None = None,
 ) -> Plan:
-    """The layout for ``directions`` x ``batch`` sequences of a cell with ``gates`` blocks of ``hidden`` units."""
+    """The layout for ``directions`` x ``batch`` sequences of a cell with ``gates`` blocks of ``hidden`` units, on
+    a GPU with ``sms`` SMs and ``shared_bytes`` of shared memory per block."""
     hidden_pad = padded(hidden)
     if hidden_pad > MAX_HIDDEN_PAD:
         raise ValueError(
             f"model.impl=triton runs hidden sizes up to {MAX_HIDDEN_PAD} (one program holds a whole hidden "
             f"state), got {hidden}; use model.impl=fused or loop"
         )
+    precision = dot_precision(operand_dtype, fp32_precision)
+    rows = ROWS if hidden_pad >= 64 else ROWS // 2
     # The fewest rows per program, as long as every program gets an SM of its own: a step's latency hardly
     # grows with the rows, but programs beyond the SM count wait for a whole sequence.
-    block_b = MIN_DOT
+    block_b = rows
     while block_b < MAX_BLOCK_B and -(-batch // block_b) * directions > sms:
         block_b *= 2
-    tile = gates * hidden_pad * hidden_pad
-    weight_bytes = tile * operand_dtype.itemsize
-    weight_on_chip = weight_bytes <= ON_CHIP_BYTES and hidden_pad <= MAX_ON_CHIP_PAD[operand_dtype.itemsize]
-    grad_bytes = tile * acc_dtype.itemsize + (weight_bytes if weight_on_chip else 0)
-    grad_on_chip = grad_bytes <= ON_CHIP_BYTES and hidden_pad <= MAX_ON_CHIP_PAD[acc_dtype.itemsize]
+    chunk = min(CHUNK, hidden_pad)
+    on_fma = operand_dtype == torch.float32 and precision == "ieee"
+    weight_bytes = gates * hidden_pad * hidden_pad * operand_dtype.itemsize
+    weight_on_chip = weight_bytes + CONVERSION_ROOM <= shared_bytes and not (
+        on_fma and hidden_pad > MAX_FMA_ON_CHIP_PAD
+    )
+    chunk_bytes = gates * hidden_pad * 2 * chunk * operand_dtype.itemsize
+    if not weight_on_chip and chunk_bytes + CONVERSION_ROOM > shared_bytes:
+        raise ValueError(
+            f"model.impl=triton: a {gates}-gate cell with hidden size {hidden} in {operand_dtype} needs more shared "
+            f"memory than this GPU's {shared_bytes >> 10} KB per block, even with its weight read from L2; use "
+            "model.impl=fused, or a smaller hidden size or dtype"
+        )
     return Plan(
         block_b=block_b,
         hidden_pad=hidden_pad,
         weight_on_chip=weight_on_chip,
-        grad_on_chip=grad_on_chip,
-        chunk=min(CHUNK, hidden_pad),
-        num_warps=4 if hidden_pad <= 32 else 8,
-        precision=dot_precision(operand_dtype, fp32_precision),
+        chunk=chunk,
+        num_warps=rows,
+        precision=precision,
         operand_dtype=operand_dtype,
         acc_dtype=acc_dtype,
     )
