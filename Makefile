@@ -48,7 +48,7 @@ bench: ## Speed of loop vs fused vs torch.nn cells (ARGS="--quick" for a short r
 bench-epoch: ## One sentiment epoch: Trainer vs plain loop, loop vs fused cells
 	$(PYTHON) -m benchmarks.epoch $(ARGS)
 
-gpu-check: ## On a CUDA machine: CUDA tests, GPU benchmark, end-to-end runs; summary in gpu_check/ (docs/gpu.md)
+gpu-check: ## On a CUDA machine, at most 6 min: benchmark vs cuDNN, CUDA tests, end-to-end runs; in gpu_check/ (docs/gpu.md)
 	$(PYTHON) -m benchmarks.gpu_check --out gpu_check $(ARGS)
 
 report: ## Comparison table of a sweep: make report DIR=multirun/DATE/TIME
