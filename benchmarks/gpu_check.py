@@ -133,19 +133,23 @@ class Check:
                 for index, step in enumerate(self.steps):
                     self.run_step(step, self.limit_for(index), log)
                     if step.name == "machine" and not self.has_device():
+                        self.not_run("no CUDA device")
                         break
             except Stopped as stop:
                 for sig in (signal.SIGTERM, signal.SIGINT):  # a second one must not cut the last write short
                     signal.signal(sig, signal.SIG_IGN)
                 self.summary["check"]["status"] = f"stopped by {stop}"
-                for record in self.summary["steps"].values():
-                    if record["status"] == "pending":
-                        record["status"] = "not run (the check was stopped)"
+                self.not_run("the check was stopped")
                 self.write()
                 return 128 + stop.signum
         self.summary["check"]["status"] = "complete"
         self.write()
         return 0 if all(s.result.get("status") == "ok" for s in self.steps) else 1
+
+    def not_run(self, why: str) -> None:
+        for record in self.summary["steps"].values():
+            if record["status"] == "pending":
+                record["status"] = f"not run ({why})"
 
     def limit_for(self, index: int) -> float:
         """Its own limit and whatever the steps before it left unused: the budget left, less the later steps'."""
@@ -199,8 +203,8 @@ class Check:
             self.write()
 
     def has_device(self) -> bool:
-        machine = gpu_report.read_json(self.out / "machine.json")
-        if self.summary["check"]["rehearsal"] or machine.get("device", "no CUDA device") != "no CUDA device":
+        machine = gpu_report.read_json(self.out / "machine.json")  # missing if that step failed: the others say why
+        if self.summary["check"]["rehearsal"] or machine.get("device") != "no CUDA device":
             return True
         self.summary["check"]["why_stopped"] = "no CUDA device here: --rehearse runs the steps on the CPU"
         return False

@@ -117,6 +117,20 @@ def test_sigterm_to_the_check_leaves_the_rows_that_came_in_and_stops_the_step(tm
     assert not _alive(int((tmp_path / "bench.pid").read_text()))
 
 
+def test_without_a_cuda_device_the_check_stops_after_the_machine_step_and_says_so(tmp_path):
+    record = json.dumps({"device": "no CUDA device"})  # what benchmarks.machine writes without one
+    machine = f"open({str(tmp_path / 'machine.json')!r}, 'w').write({record!r})"
+    steps = f"""
+    return [Step("machine", [python, "-c", {machine!r}], 5), Step("bench", [python, "-c", "pass"], 5)]
+    """
+    done = run_check(tmp_path, steps, budget_s=10)
+    output, _ = done.communicate(timeout=60)
+    assert done.returncode == 1, output
+    summary, markdown = summary_of(tmp_path)
+    assert summary["steps"]["bench"]["status"] == "not run (no CUDA device)"
+    assert "no CUDA device here: --rehearse runs the steps on the CPU" in markdown
+
+
 TESTS = """
 import signal, time
 
