@@ -149,6 +149,18 @@ def test_explicit_triton_turns_a_failure_into_an_error_that_says_what_to_do(monk
     assert warnings_of(caplog) == []
 
 
+def test_a_triton_that_cannot_be_imported_is_named_as_such(monkeypatch, caplog):
+    """impl=triton raises Triton's own ImportError (what to install), not a kernel failure; auto falls back."""
+    missing = ImportError("model.impl=triton needs Triton, which is not installed: pip install triton==3.6.0")
+    launches(monkeypatch, fail=missing)
+    with pytest.raises(ImportError, match="pip install triton==3.6.0") as raised:
+        layers("triton")[0](inputs()[0])
+    assert raised.value is missing
+    proving.forget_verdicts()
+    layers("auto")[0](inputs()[0])
+    assert "it raised ImportError: model.impl=triton needs Triton" in warnings_of(caplog)[0]
+
+
 def test_explicit_triton_refuses_a_kernel_that_disagrees(monkeypatch):
     launches(monkeypatch, change=lambda out: out * 1.001)
     layer, _ = layers("triton", num_layers=1, bidirectional=False)

@@ -11,8 +11,9 @@ set lookup.
 * ``model.impl=auto``: a failure or a disagreement logs one line that says why, and that configuration runs on the
   fused path for the rest of the process;
 * ``model.impl=triton``: the same check, and a failure raises ``KernelCheckError`` naming the configuration and what
-  to do. The explicit choice is checked too because only a check sees a disagreement: a wrong kernel raises nothing,
-  it returns wrong numbers. Once the check has passed, the real kernels run, never the fused path in their place.
+  to do (a Triton that cannot be imported raises its own ImportError, which says what to install). The explicit
+  choice is checked too because only a check sees a disagreement: a wrong kernel raises nothing, it returns wrong
+  numbers. Once the check has passed, the real kernels run, never the fused path in their place.
 
 On a CPU (the kernels through Triton's interpreter, in tests) nothing is checked: the interpreter is not the device's
 compiler, and the tests compare the kernels with the loop themselves. ``registry.on_cuda`` is the one place that
@@ -87,6 +88,8 @@ def runnable_impl(
                 describe(config),
                 failure.why,
             )
+    if requested == "triton" and isinstance(failure.error, ImportError):
+        raise failure.error  # Triton itself missing or broken: its own message says what to install
     if requested == "triton":
         raise KernelCheckError(
             f"model.impl=triton: the Triton kernels failed their first check on {config[-1]} for {describe(config)}: "
