@@ -5,9 +5,10 @@ The rules come from what the GPU accepts (``docs/triton.md``):
 * ``tl.arange`` sizes are powers of two, and on NVIDIA GPUs ``tl.dot`` needs an inner size of at least 16 for
   every 16-, 32- and 64-bit dtype (Triton 3.6 ``min_dot_size``; M and N may be smaller). The kernels' only inner
   size is the padded hidden size (h @ U^T, da @ U; dW_hh is a torch matmul after the launch), at least 16;
-* one batch row per warp: the products' layout is then the loads' and stores' (ptxas and the TTGIR, read by
-  ``compiled.py``: at H = 51 in IEEE fp32 one conversion through shared memory per forward step instead of 11),
-  the fewest registers of the layouts tried, and no spill at the project's shapes;
+* one batch row per warp, 4 rows and warps up to a padded hidden size of 64 and 8 above: in IEEE fp32 the products'
+  layout is then the loads' and stores' (one conversion through shared memory per forward step instead of 11, read
+  in the TTGIR by ``compiled.py``), each warp re-reads U from shared memory once per step, so fewer warps read it
+  fewer times, and of the layouts tried these have the fewest registers and no spill at the project's shapes;
 * fp32 dots run in the precision the layer asks for (``FP32_PRECISIONS``); by default in the one torch lets
   cuDNN's RNNs use (``torch_rnn_precision``), so that a comparison with torch.nn on cuDNN is like for like;
 * a program never waits for another, so any number of programs may be resident or queued, and the interpreter,
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 MIN_DOT = 16  # smallest inner size of tl.dot on NVIDIA GPUs, and a power of two for tl.arange
-ROWS = 8  # batch rows per program, and its warps: one row per warp (4 of each below a padded hidden size of 64)
+ROWS = 8  # batch rows per program, and its warps: one row per warp; 4 of each up to a padded hidden size of 64
 MAX_BLOCK_B = 64  # rows per program where the batch outnumbers the SMs: beyond this the tiles crowd the registers
 CHUNK = 16  # rows of U per product where it is read from L2: tl.dot's smallest K, the fewest registers
 MAX_HIDDEN_PAD = 256  # one program holds a whole hidden state: beyond this its tiles no longer fit
@@ -132,7 +133,7 @@ def choose_plan(
             f"state), got {hidden}; use model.impl=fused or loop"
         )
     precision = dot_precision(operand_dtype, fp32_precision)
-    rows = ROWS if hidden_pad >= 64 else ROWS // 2
+    rows = ROWS if hidden_pad > 64 else ROWS // 2
     # The fewest rows per program, as long as every program gets an SM of its own: a step's latency hardly
     # grows with the rows, but programs beyond the SM count wait for a whole sequence.
     block_b = rows
