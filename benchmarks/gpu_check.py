@@ -9,12 +9,12 @@ Steps, in order, each a subprocess in a process group of its own, with a limit; 
 |---------|---------|--------------------------------------------------------------------------------|
 | machine | 10      | ``benchmarks.machine``: device, driver, CUDA, cuDNN, fp32 precision, clocks    |
 | bench   | 110     | ``benchmarks.gpu_bench``: forward and backward ms per case and impl, vs cuDNN  |
-| tests   | 95      | tests/test_cuda.py, test_proving.py, test_triton.py less its compile-only ones |
+| tests   | 95      | tests/test_cuda.py, test_triton.py less its compile-only ones, test_proving.py |
 | sine    | 40      | ``python train.py task=sine trainer=gpu``                                      |
 | sweep   | 105     | ``python train.py -m optim=adam,sgdm batch=200,500 trainer=gpu``                |
 
-Each test has a deadline of 40 s. The sweep adds ``hydra/launcher=parallel`` where conf/hydra/launcher has it, so
-that its four jobs run at once.
+Each test has a deadline of 40 s (with 4 pytest-xdist workers where it is installed). The sweep adds
+``hydra/launcher=parallel`` where conf/hydra/launcher has it, so that its four jobs run at once.
 
 Nothing that finished is lost. ``gpu_check.json`` and ``gpu_check.md`` are rewritten (write, then rename) at the
 start, whenever the benchmark has appended rows or a test has ended (looked at every second), after each step, and
@@ -32,6 +32,7 @@ check itself (docs/gpu.md).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -69,7 +70,7 @@ def planned_steps(python: str, out: Path, work: Path, rehearse: bool) -> list[St
     trainer = "trainer=cpu" if rehearse else "trainer=gpu"
     bench = ["--rehearse", "--repeats", "1", "--warmup", "0"] if rehearse else []
     # The compile-only tests are CI's (they need no GPU); on a GPU the same kernels compile in the tests that run them.
-    tests = ["tests/test_cuda.py", "tests/test_proving.py", "tests/test_triton.py", "-k", "not compile_for_the_gpu"]
+    tests = ["tests/test_cuda.py", "tests/test_triton.py", "tests/test_proving.py", "-k", "not compile_for_the_gpu"]
     if rehearse:  # one of each file, for the plumbing: CI runs them all on a CPU anyway
         tests = ["tests/test_cuda.py", "tests/test_proving.py", "-k", "cudnns_model_in_float64[gru-False] or runs_the"]
     tiny_sine = ["data.length=60", "data.context=30", "epochs=2", "optim.max_iter=3"] if rehearse else []
@@ -91,12 +92,18 @@ def planned_steps(python: str, out: Path, work: Path, rehearse: bool) -> list[St
     ]
 
 
-def pytest_command(python: str, out: Path, targets: list[str], deadline_s: float = TEST_DEADLINE_S) -> list[str]:
+def pytest_command(
+    python: str, out: Path, targets: list[str], deadline_s: float = TEST_DEADLINE_S, workers: int | None = None
+) -> list[str]:
     """pytest with a deadline per test and a JSON line per result as it ends (benchmarks/pytest_deadline.py), and its
-    junit report, which it writes at the end and on SIGINT."""
+    junit report, which it writes at the end and on SIGINT. Where pytest-xdist is installed and the machine has the
+    cores, 4 workers: the tests' time goes mostly to Triton compiling kernels, on the CPU, one test at a time."""
     plugin = ["-p", "no:cacheprovider", "-p", "benchmarks.pytest_deadline", f"--deadline-s={deadline_s}"]
     reports = [f"--results-log={out / 'tests.jsonl'}", f"--junitxml={out / 'tests.xml'}"]
-    return [python, "-m", "pytest", "-q", "-rfE", *plugin, *reports, *targets]
+    if workers is None:
+        workers = 4 if importlib.util.find_spec("xdist") and (os.cpu_count() or 1) >= 8 else 0
+    parallel = ["-n", str(workers), "--dist", "load"] if workers else []
+    return [python, "-m", "pytest", "-q", "-rfE", *plugin, *parallel, *reports, *targets]
 
 
 class Stopped(Exception):

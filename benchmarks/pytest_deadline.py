@@ -11,7 +11,8 @@ per result written the moment it is known.
   test's outcome (and a failure's message, and what it printed), then the totals. A run killed outright still
   leaves every result before the kill; pytest's ``--junitxml`` is written at the end only.
 
-No dependency beyond pytest: it works where pytest-timeout or pytest-reportlog are not installed.
+No dependency beyond pytest: it works where pytest-timeout or pytest-reportlog are not installed, and with
+pytest-xdist's workers (each arms its own alarms; the controller writes the log).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("results_log", None)
-    if path:
-        config.pluginmanager.register(ResultsLog(Path(path)), "deadline-results-log")
+    if path and not hasattr(config, "workerinput"):  # under pytest-xdist the controller writes for its workers
+        xdist = bool(getattr(config.option, "numprocesses", None))
+        config.pluginmanager.register(ResultsLog(Path(path), xdist), "deadline-results-log")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -82,10 +84,11 @@ def _within_deadline(item: pytest.Item):
 
 
 class ResultsLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, xdist: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.sink: IO[str] = path.open("a")
         self.counts: dict[str, int] = {}
+        self.xdist, self.collected = xdist, False
 
     def write(self, record: dict) -> None:
         self.sink.write(json.dumps(record) + "\n")
@@ -93,7 +96,14 @@ class ResultsLog:
         os.fsync(self.sink.fileno())
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.write({"collected": len(session.items)})
+        if not self.xdist:
+            self.write({"collected": len(session.items)})
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
+        if not self.collected:  # every worker collects the same tests
+            self.collected = True
+            self.write({"collected": len(ids)})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and report.passed:
@@ -108,6 +118,8 @@ class ResultsLog:
         self.write(record)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.sink.closed:  # pytest-xdist can end an interrupted session twice
+            return
         self.write({"finished": int(exitstatus), **self.counts})
         self.sink.close()
 
