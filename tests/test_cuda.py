@@ -1,9 +1,10 @@
-"""On a CUDA GPU: every impl is the same model as cuDNN's, autocast agrees across impls, a training step makes no host
-synchronisation of ours, and an interrupted-and-resumed run ends bit for bit where an uninterrupted one does.
+"""On a CUDA GPU: every impl is the same model as cuDNN's, autocast agrees across impls, the Triton kernels pass their
+first check at the project's own configurations, a training step makes no host synchronisation of ours, and an
+interrupted-and-resumed run ends bit for bit where an uninterrupted one does.
 
 Skipped without CUDA; ``make gpu-check`` runs them (benchmarks/gpu_check.py). ``RNN_LIGHTNING_REHEARSE_ON_CPU=1``
-runs the ones that can on this CPU instead (Triton through its interpreter), to rehearse the file before a GPU
-session; the synchronisation count needs a real device.
+runs the ones that can on a CPU instead (Triton through its interpreter), to rehearse the file before a GPU's time is
+spent on it; the synchronisation count and the kernels' first check need a real device.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra_compose import compose_config
+from hydra_compose import compose_config, with_callbacks
 from test_interrupt import RESUMABLE, SignalAt, assert_same_outcome
 
-import rnn_lightning.training.build as build_module
+import rnn_lightning
 from rnn_lightning import Recurrent
+from rnn_lightning.nn import proving
 from rnn_lightning.nn.reference import torch_twin
+from rnn_lightning.training.callbacks.graceful_stop import Interrupted
 from rnn_lightning.training.run import train
-from rnn_lightning.training.signals import Interrupted
 
 REHEARSAL = not torch.cuda.is_available() and os.environ.get("RNN_LIGHTNING_REHEARSE_ON_CPU") == "1"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,6 +89,31 @@ def test_under_autocast_fused_and_triton_agree_with_the_loop(kind):
                 assert float((g - w).abs().max() / scale) < 3e-2, impl  # a few bf16 roundings apart
 
 
+@needs_gpu
+@pytest.mark.triton
+@pytest.mark.parametrize(
+    "kind,hidden,dtype,bidirectional,batch,autocast",
+    [
+        ("lstm", 51, torch.float64, False, 98, None),  # the sine default
+        ("lstm", 51, torch.float32, False, 98, None),
+        ("gru", 128, torch.float32, True, 64, None),  # the sentiment default, with lengths
+        ("gru", 128, torch.float32, True, 64, torch.bfloat16),  # trainer.precision=bf16-mixed
+    ],
+)
+def test_the_kernels_pass_their_first_check_at_the_projects_configurations(
+    kind, hidden, dtype, bidirectional, batch, autocast, caplog
+):
+    """impl=auto keeps Triton on this device for the runs the project trains, and says nothing."""
+    proving.forget_verdicts()
+    layer = Recurrent(kind, I, hidden, bidirectional=bidirectional).to(DEVICE, dtype)
+    x = torch.randn(batch, T, I, dtype=dtype, device=DEVICE)
+    lengths = torch.randint(1, T + 1, (batch,), device=DEVICE) if bidirectional else None
+    with torch.autocast(DEVICE, autocast or torch.bfloat16, enabled=autocast is not None):
+        chosen = proving.runnable_impl("auto", layer.cells[: layer.directions], x, lengths, None)
+    assert chosen == "triton", [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.name == "rnn_lightning" and r.levelname == "WARNING"]
+
+
 class SyncRecorder(L.Callback):
     """Turns on CUDA's synchronisation warnings inside training batches, and keeps the Python stack of each."""
 
@@ -106,30 +133,30 @@ class SyncRecorder(L.Callback):
 
 @needs_gpu
 @pytest.mark.parametrize("impl", ["fused", "triton"])
-def test_a_training_step_makes_no_synchronisation_of_ours(impl, polarity_dir, tmp_path, monkeypatch):
+def test_a_training_step_makes_no_synchronisation_of_ours(impl, polarity_dir, tmp_path):
     recorder = SyncRecorder()
-    callbacks = build_module.callbacks
-    monkeypatch.setattr(build_module, "callbacks", lambda *a: [recorder, *callbacks(*a)])
     tiny = ["epochs=1", "trainer.limit_train_batches=8", "trainer.limit_val_batches=1", f"model.impl={impl}"]
+    tiny += with_callbacks(sync_recorder=recorder)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = recorder.showwarning
         train(compose_config([f"data.data_dir={polarity_dir}", *tiny], tmp_path, device=TRAINER))
-    package = str(Path(build_module.__file__).parents[1])
+    package = str(Path(rnn_lightning.__file__).parent)
     ours = [stack for stack in recorder.stacks if any(frame.filename.startswith(package) for frame in stack)]
     print(f"synchronisations in 8 training steps: {len(recorder.stacks)} in all, {len(ours)} from our code")
     assert not ours, "".join(traceback.format_list(ours[0]))
 
 
-def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     whole = tmp_path / "whole"
     train(compose_config(RESUMABLE, whole, device=TRAINER))
-    callbacks = build_module.callbacks
-    monkeypatch.setattr(build_module, "callbacks", lambda *a: [*callbacks(*a), SignalAt(15, epoch=1, batch=3)])
     split = tmp_path / "split"
     with pytest.raises(Interrupted):
-        train(compose_config(RESUMABLE, split, device=TRAINER))
-    monkeypatch.setattr(build_module, "callbacks", callbacks)
+        train(
+            compose_config(
+                [*RESUMABLE, *with_callbacks(signal_at=SignalAt(15, epoch=1, batch=3))], split, device=TRAINER
+            )
+        )
     last = split / "checkpoints" / "last.ckpt"
     train(compose_config([*RESUMABLE, f"ckpt_path={last}"], split, device=TRAINER))
     assert_same_outcome(whole, split)
