@@ -3,8 +3,7 @@
     python -m benchmarks.epoch [--repeats 3] [--impls loop fused] [--data-dir DIR]
 
 For each recurrent implementation, one sentiment training epoch (an LSTM, hidden 128, random embeddings, batch 64,
-Adam: the model of sessions 1 and 2, so the numbers compare across them) is timed twice over the same model, data and
-optimizer: through
+Adam: the model of docs/performance.md's epoch row) is timed twice over the same model, data and optimizer: through
 ``lightning.Trainer.fit`` (no logger, no checkpoints, no progress bar, no validation) and through a
 plain PyTorch loop (the module's ``training_loss``, backward, step). The two are interleaved and repeated,
 and the medians are compared, so load from other processes hits both sides alike. Prints a table
