@@ -5,10 +5,11 @@ The rules come from what the GPU accepts (``docs/triton.md``):
 * ``tl.arange`` sizes are powers of two, and on NVIDIA GPUs ``tl.dot`` needs an inner size of at least 16 for
   every 16-, 32- and 64-bit dtype (Triton 3.6 ``min_dot_size``; M and N may be smaller). The kernels' only inner
   size is the padded hidden size (h @ U^T, da @ U; dW_hh is a torch matmul after the launch), at least 16;
-* one batch row per warp, 4 rows and warps up to a padded hidden size of 64 and 8 above: in IEEE fp32 the products'
-  layout is then the loads' and stores' (one conversion through shared memory per forward step instead of 11, read
-  in the TTGIR by ``compiled.py``), each warp re-reads U from shared memory once per step, so fewer warps read it
-  fewer times, and of the layouts tried these have the fewest registers and no spill at the project's shapes;
+* one batch row per warp, 4 rows and warps up to a padded hidden size of 64 and 8 above: in IEEE fp32 the
+  products' layout is then the loads' and stores' (one conversion through shared memory per forward step, 11
+  with 16 rows on 8 warps; read in the TTGIR by ``compiled.py``), each warp re-reads U from shared memory once
+  per step, so fewer warps read it fewer times, and of the layouts tried these have the fewest registers and no
+  spill at the project's shapes;
 * fp32 dots run in the precision the layer asks for (``FP32_PRECISIONS``); by default in the one torch lets
   cuDNN's RNNs use (``torch_rnn_precision``), so that a comparison with torch.nn on cuDNN is like for like;
 * a program never waits for another, so any number of programs may be resident or queued, and the interpreter,
@@ -28,7 +29,7 @@ MAX_BLOCK_B = 64  # rows per program where the batch outnumbers the SMs: beyond 
 CHUNK = 16  # rows of U per product where it is read from L2: tl.dot's smallest K, the fewest registers
 MAX_HIDDEN_PAD = 256  # one program holds a whole hidden state: beyond this its tiles no longer fit
 # Triton keeps a loop-invariant tl.dot operand in shared memory, so U stays on chip for the whole sequence where
-# it fits there beside the step's layout conversions (this much room, measured: 4-16 KB). An H100/H200 block may
+# it fits there beside the step's layout conversions (this much room; measured: 2-12 KB). An H100/H200 block may
 # have 227 KB: U of an LSTM at H = 51 (padded to 64) is 64 KB in fp32, 128 KB in fp64; a GRU's at H = 128 fp32
 # 192 KB. Where it does not fit, each step reads KC rows of U at a time from L2 (or L1), and the products' operand
 # chunks take about 2 KC rows of U per gate in shared memory.
