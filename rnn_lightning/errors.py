@@ -23,6 +23,15 @@ class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the run needs is not where the settings say."""
 
 
+class TrainingStopped(UserError):
+    """Training met a fault it cannot go past (a NaN or diverged loss, a full or unwritable disk); the message says
+    what happened, what was kept and what to change."""
+
+
+class WriteFailedError(TrainingStopped, OSError):
+    """A file could not be written (a full disk, no permission); ``errno`` is the system's."""
+
+
 def first_line(error: BaseException) -> str:
     """``Type: the first line of the message``: how a record or a one-line report names an error."""
     text = str(error).strip().splitlines()

@@ -107,6 +107,36 @@ def test_sigterm_mid_epoch_saves_last_ckpt_and_the_resumed_run_matches(uninterru
     assert json.loads((run / "metrics.earlier-1.json").read_text())["status"] == "interrupted"
 
 
+class SignalInValidation(L.Callback):
+    """Sends ``signum`` to this process at the second validation batch of ``epoch`` (0-based)."""
+
+    def __init__(self, signum: int, epoch: int) -> None:
+        self.signum, self.epoch = signum, epoch
+
+    def on_validation_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *args: object) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_a_signal_during_validation_waits_for_the_epochs_checkpoints_and_resumes_exactly(uninterrupted, tmp_path):
+    reference, run = uninterrupted, tmp_path / "run"
+    signalled = with_callbacks(signal_in_validation=SignalInValidation(signal.SIGTERM, epoch=0))
+    with pytest.raises(Interrupted) as raised:
+        train(compose_config([*RESUMABLE, *signalled], run))
+    last = run / "checkpoints" / "last.ckpt"
+    assert str(raised.value).startswith(f"SIGTERM received: stopped after epoch 1/2 (global step 7) and saved {last}")
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs"] == 1
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    states = torch.load(last, weights_only=True)["callbacks"]
+    (best,) = [
+        s["best_model_score"] for key, s in states.items() if "val/forecast_mse" in key and "best_model_score" in s
+    ]
+    assert record["best_val"] == pytest.approx(float(best), rel=0, abs=0)  # epoch 1's, not null
+    train(compose_config([*RESUMABLE, f"ckpt_path={last}"], run))
+    assert_same_outcome(reference, run)
+
+
 def test_ctrl_c_stops_the_same_way(tmp_path, monkeypatch):
     """SIGINT goes through the same handler; resuming from its checkpoint is the SIGTERM test's business."""
     assert _interrupt(tmp_path / "run", signal.SIGINT, monkeypatch).code == 130

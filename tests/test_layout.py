@@ -58,5 +58,7 @@ def test_the_wheel_lists_every_package_and_ships_the_configs():
 
     settings = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {".".join(("rnn_lightning", *p.parent.relative_to(PACKAGE).parts)) for p in PACKAGE.rglob("__init__.py")}
-    assert set(settings["packages"]) == folders | {"rnn_lightning.conf"}
+    conf = PACKAGE.parent / "conf"
+    configs = {".".join(("rnn_lightning.conf", *p.relative_to(conf).parts)) for p in conf.rglob("*") if p.is_dir()}
+    assert set(settings["packages"]) == folders | configs | {"rnn_lightning.conf"}
     assert settings["package-dir"] == {"rnn_lightning.conf": "conf"}

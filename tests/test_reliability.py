@@ -33,6 +33,7 @@ import rnn_lightning.training.callbacks.checkpoint_io as checkpoint_io
 import rnn_lightning.training.record as record_module
 from rnn_lightning.cli import predict
 from rnn_lightning.errors import ConfigError, UserError
+from rnn_lightning.models.sentiment import SentimentClassifier
 from rnn_lightning.paths import CONF_DIR
 from rnn_lightning.train import task as train_task
 from rnn_lightning.training.callbacks.guard import DivergedError
@@ -166,7 +167,8 @@ def test_a_full_disk_leaves_no_temporary_file_and_reports_the_first_error(tmp_pa
     assert _record(tmp_path)["status"] == "running" and not list(tmp_path.glob("*.tmp"))
     monkeypatch.undo()
     record.finish("failed", raised.value)  # room again: the last record says what happened
-    assert _record(tmp_path)["error"].startswith("OSError: [Errno 28] No space left on device while writing")
+    assert _record(tmp_path)["error"].startswith("WriteFailedError: [Errno 28] No space left on device while writing")
+    assert isinstance(raised.value, UserError)  # one message, as any user error (the trace goes to train.log)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "metrics.json"]
 
 
@@ -211,7 +213,7 @@ def test_a_real_full_disk_mid_run_is_recorded_as_failed_with_the_first_error(sma
             log_file.close()
     assert raised.value.errno == errno.ENOSPC and f"while writing {run / 'checkpoints'}/" in str(raised.value)
     record = _record(run)
-    assert record["status"] == "failed" and record["error"].startswith("OSError: [Errno 28] No space left on device")
+    assert record["status"] == "failed" and record["error"].startswith("WriteFailedError: [Errno 28] No space left on")
     assert record["epochs"] == 1
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0  # epoch 1's, whole
     leftovers = [p.name for p in run.rglob("*") if p.name.endswith(".tmp")]
@@ -276,12 +278,13 @@ def test_a_refused_resume_is_one_message_and_leaves_the_run_folder_as_it_was(tra
     assert logged.startswith("[earlier] the earlier run's log\n")
     assert "the run failed: ConfigError: ckpt_path=" in logged and "Traceback" in logged
     # Hydra records each launch's config in .hydra/ before the run starts; the run's own files stay as they were.
-    ours = {name: digest for name, digest in _digest(folder).items() if not name.startswith((".hydra", "train.log"))}
-    before = {name: d for name, d in train_py["before"].items() if not name.startswith((".hydra", "train.log"))}
+    launch = (".hydra", "train.log", ".lock")  # what each launch writes: its config, its log, its process id
+    ours = {name: digest for name, digest in _digest(folder).items() if not name.startswith(launch)}
+    before = {name: d for name, d in train_py["before"].items() if not name.startswith(launch)}
     assert ours == before  # metrics.json, the checkpoints, TensorBoard: byte for byte, and no metrics.earlier-1.json
 
 
-def test_a_user_error_reaches_hydra_as_its_message_raised_from_the_original(polarity_dir, tmp_path):
+def test_a_user_error_reaches_hydra_as_its_message_raised_from_the_original(polarity_dir, tmp_path, monkeypatch):
     """Hydra prints a CompactHydraException's message alone; HYDRA_FULL_ERROR=1 re-raises it, and Python then prints
     the chain, the original ConfigError's traceback first. A crash of our own code reaches Hydra unchanged."""
     task = train_task.__wrapped__  # the task function, without @hydra.main
@@ -289,8 +292,12 @@ def test_a_user_error_reaches_hydra_as_its_message_raised_from_the_original(pola
         task(compose_config(_sentiment(polarity_dir, "batch=0"), tmp_path / "user"))
     assert str(raised.value).startswith("batch=0 must be a positive whole number")
     assert isinstance(raised.value.__cause__, ConfigError) and raised.value.__cause__.__traceback__ is not None
-    with pytest.raises(DivergedError):  # not a user error: Hydra shows its traceback
-        task(compose_config(_sentiment(polarity_dir, "optim.lr=1e6"), tmp_path / "crash"))
+    def crash(self, batch):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(SentimentClassifier, "training_loss", crash)
+    with pytest.raises(RuntimeError, match="a bug of ours"):  # not a user error: Hydra shows its traceback
+        task(compose_config(_sentiment(polarity_dir), tmp_path / "crash"))
 
 
 def test_an_unwritable_run_folder_is_one_line_that_names_it(train_py):

@@ -31,6 +31,24 @@ def check_cell(
     _check_padding(layer, x, generator)
 
 
+def check_interface(cell: str | type[nn.Module], hidden_size: int, input_size: int = 3) -> None:
+    """The quick part of :func:`check_cell`, cheap enough to run before every training run: the cell is built,
+    ``initial_state`` and one ``forward`` step run on a tiny batch, and the state's count and shapes are right.
+    Raises AssertionError saying what is wrong, in the cell's own terms. Draws nothing from torch's global random
+    generator (a training run seeded before it builds its model the same whether this ran or not)."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            layer = Recurrent(cell, input_size, hidden_size, impl="loop")
+        except TypeError as error:
+            raise AssertionError(f"building it as cell(input_size, hidden_size) failed: TypeError: {error}") from None
+        try:
+            _check_interface(layer, torch.randn(2, 1, input_size))
+        except AssertionError:
+            raise
+        except Exception as error:
+            raise AssertionError(f"a step on a batch of 2 raised {type(error).__name__}: {error}") from None
+
+
 def _check_interface(layer: Recurrent, x: Tensor) -> None:
     cell, name = layer.cells[0], type(layer.cells[0]).__name__
     state = tuple(cell.initial_state(x[:, 0]))
@@ -40,7 +58,12 @@ def _check_interface(layer: Recurrent, x: Tensor) -> None:
         f"{name}.initial_state(x) must return state_size={layer.state_size} tensors of shape {expected} "
         f"(batch, hidden_size), got {shapes}"
     )
-    new = tuple(cell(x[:, 0], state))
+    returned = cell(x[:, 0], state)
+    assert isinstance(returned, tuple | list), (
+        f"{name}.forward(x_t, state) must return its new state as a tuple of state_size tensors, got "
+        f"{type(returned).__name__}"
+    )
+    new = tuple(returned)
     assert [tuple(s.shape) for s in new] == shapes, (
         f"{name}.forward(x_t, state) must return a state shaped like its input {shapes}, got "
         f"{[tuple(s.shape) for s in new]}"

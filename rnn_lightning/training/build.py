@@ -23,9 +23,13 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from rnn_lightning.data.glove import GloveFileMissingError
 from rnn_lightning.errors import ConfigError, UserError
 from rnn_lightning.models.checkpoint import Checkpoint
 from rnn_lightning.models.optimization import is_lbfgs
+from rnn_lightning.nn import CELLS
+from rnn_lightning.nn.registry import cell_class
+from rnn_lightning.nn.testing import check_interface
 from rnn_lightning.training.callbacks.checkpoint_io import AtomicCheckpointIO
 from rnn_lightning.training.distributed import check_processes
 from rnn_lightning.training.naming import run_name, swept_keys
@@ -70,6 +74,11 @@ def build(plan: Plan) -> Run:
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),  # else callbacks.console's lines
     )
     check_processes(trainer, plan.trainer, lbfgs=is_lbfgs(plan.optim))
+    if str(trainer.precision) != str(plan.trainer.get("precision")):
+        log.info(
+            "trainer.precision=%s runs as %s on this %s (float16 autocast needs a GPU); metrics.json records %s",
+            plan.trainer.get("precision"), trainer.precision, trainer.strategy.root_device.type, trainer.precision,
+        )  # fmt: skip
     check_triton(plan, trainer)
     with settings_of("data"):
         datamodule = instantiate(plan.data)
@@ -79,8 +88,13 @@ def build(plan: Plan) -> Run:
         datamodule.setup("fit")
     data_inputs = datamodule.model_inputs()
     check_resume_data(plan.resume, data_inputs)
+    check_user_cell(plan.model)
     with settings_of("module"):
-        module = build_module(plan, data_inputs)
+        try:
+            module = build_module(plan, data_inputs)
+        except GloveFileMissingError as missing:  # the data layer's words name its own argument, source=
+            said = re.sub(r" \(source=[^)]*\)", "", str(missing))
+            raise ConfigError(f"module.embeddings={plan.module.get('embeddings')}: {said}") from missing
     # The precision's dtype now, as Lightning would give it at setup: a resumed checkpoint is loaded before that,
     # and 64-bit weights copied into a float32 module would be rounded (the resumed run would drift).
     module = trainer.precision_plugin.convert_module(module)
@@ -103,6 +117,22 @@ def settings_of(node: str) -> Iterator[None]:
     except (ValueError, TypeError) as error:
         said = str(error).strip() or type(error).__name__
         raise ConfigError(said if SETTING.search(said) else f"{node}: {said}") from error
+
+
+def check_user_cell(model: dict[str, Any]) -> None:
+    """A cell of the user's own is tried once, on a tiny batch, before anything trains: a wrong constructor or state
+    is said in the cell's terms, not as a traceback from deep inside the layer."""
+    if model["cell"] in CELLS:
+        return
+    with settings_of("model.cell"):
+        cell_class(model["cell"])  # an unknown name or a module that does not import: the registry's own words
+    try:
+        check_interface(model["cell"], model["hidden_size"])
+    except AssertionError as error:
+        raise ConfigError(
+            f"model.cell={model['cell']} cannot run as a recurrent cell: {error}. "
+            f"rnn_lightning.check_cell({model['cell']!r}) runs every check of our own cells on it."
+        ) from None
 
 
 def build_module(plan: Plan, data_inputs: dict[str, Any]) -> L.LightningModule:
@@ -152,10 +182,16 @@ def check_triton(plan: Plan, trainer: L.Trainer) -> None:
     """model.impl=triton where it cannot run (no CUDA, or no Triton) fails now, not at the first batch."""
     if plan.model["impl"] != "triton":
         return
+    device = trainer.strategy.root_device
+    if device.type != "cuda" and not os.environ.get("TRITON_INTERPRET"):
+        raise ConfigError(
+            f"model.impl=triton runs on a CUDA GPU, and this run trains on {device.type}: use model.impl=auto (the "
+            "fused path on a CPU) or fused; on a machine with a GPU, add trainer=gpu."
+        )
     from rnn_lightning.nn.triton import check_runnable
 
     try:
-        check_runnable(trainer.strategy.root_device)
+        check_runnable(device)
     except (ImportError, RuntimeError) as error:
         raise ConfigError(str(error)) from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,11 @@ def check_output_dir(output_dir: Path, ckpt_path: str | None) -> None:
     Resuming the folder's own run (``ckpt_path`` inside its ``checkpoints/``) is what that folder is for.
     """
     folder = output_dir / "checkpoints"
+    if folder.is_dir() and not _writable(folder):
+        raise ConfigError(
+            f"{folder} is not writable: the run could not save a single checkpoint. Make it writable "
+            f"(chmod u+w {folder}) or train in another folder (leave hydra.run.dir at its default)."
+        )
     existing = sorted(p.name for p in folder.glob("*.ckpt"))
     if not existing:
         return
@@ -255,6 +261,14 @@ def check_output_dir(output_dir: Path, ckpt_path: str | None) -> None:
         f"overwrite them. Continue that run with ckpt_path={resume}, or start a new one in another folder "
         "(leave hydra.run.dir at its default, which is new for every launch)."
     )
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def run_params(cfg: DictConfig) -> dict[str, Any]:

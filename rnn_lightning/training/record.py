@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from rnn_lightning.errors import first_line
+from rnn_lightning.errors import WriteFailedError, first_line
 
 log = logging.getLogger("rnn_lightning")
 
@@ -101,7 +102,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any], sync: bool = 
         temporary.unlink(missing_ok=True)
         cause = first_error(error)
         if isinstance(cause, OSError):
-            raise OSError(cause.errno, f"{cause.strerror} while writing {path}{note}") from cause
+            raise WriteFailedError(cause.errno, f"{cause.strerror} while writing {path}{note}") from cause
         raise
 
 
@@ -123,15 +124,20 @@ class NoRecord:
 
 
 class RecordProgress(L.Callback):
-    """Writes the completed epochs into the record as each new epoch starts, after the previous one's checkpoints
-    were written (Lightning runs the checkpoint callbacks last at an epoch's end), and when training ends."""
+    """Writes the completed epochs and the best monitored value so far into the record as each new epoch starts,
+    after the previous one's checkpoints were written (Lightning runs the checkpoint callbacks last at an epoch's
+    end), and when training ends: a run that stops later still says how far it got and what its best checkpoint
+    scored."""
 
-    def __init__(self, record: RunRecord | NoRecord) -> None:
+    def __init__(self, record: RunRecord | NoRecord, best: ModelCheckpoint) -> None:
         self.record = record
+        self.best = best
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.is_global_zero:  # under ddp_spawn every worker has a copy of the record
-            self.record.update(epochs=trainer.current_epoch)
+            score = self.best.best_model_score
+            best = None if score is None else float(score)  # one read per epoch
+            self.record.update(epochs=trainer.current_epoch, best_val=best)
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.on_train_epoch_start(trainer, module)

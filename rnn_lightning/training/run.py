@@ -17,6 +17,7 @@ one per device); only global rank 0 writes metrics.json, and the test set is sco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -42,16 +43,25 @@ from rnn_lightning.training.record import (
     keep_earlier_record,
     record_refusal,
 )
+from rnn_lightning.training.run_folder import RunFolderLock
 
 log = logging.getLogger("rnn_lightning")
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # check_output_dir refuses another run's checkpoints; what is left for Lightning to warn about is a resumed run's own.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# 16-mixed on a CPU: build.py says what runs instead, in the run's log.
+warnings.filterwarnings("ignore", message=r".*AMP with fp16 is not supported on CPU")
 
 
 def train(cfg: DictConfig) -> float | None:
     output_dir, zero = output_dir_of(cfg), is_launch_zero()
+    # DDP's other processes train in rank 0's folder, which rank 0 holds.
+    with RunFolderLock(output_dir) if zero else contextlib.nullcontext():
+        return train_in(cfg, output_dir, zero)
+
+
+def train_in(cfg: DictConfig, output_dir: Path, zero: bool) -> float | None:
     STOP_REQUEST.reset()
     STOP_REQUEST.install()
     try:
@@ -63,8 +73,9 @@ def train(cfg: DictConfig) -> float | None:
                 record_refusal(output_dir / "metrics.json", refused, overrides=job_overrides())
             log_to_file(refused, refused)
             raise
-        record = open_record(plan) if zero else NoRecord()
-        run.trainer.callbacks.append(RecordProgress(record))  # epochs as they complete
+        record = open_record(plan, str(run.trainer.precision)) if zero else NoRecord()
+        # First among the callbacks: the epoch is recorded before one of them stops the run at its start.
+        run.trainer.callbacks.insert(0, RecordProgress(record, run.best))
         return fit_and_test(run, plan, record)
     finally:
         STOP_REQUEST.restore()
@@ -107,7 +118,8 @@ def log_to_file(raised: BaseException, error: BaseException) -> None:
             handler.handle(entry)
 
 
-def open_record(plan: Plan) -> RunRecord:
+def open_record(plan: Plan, precision: str) -> RunRecord:
+    """metrics.json of a run that starts training; ``precision`` is what runs (16-mixed on a CPU runs bf16-mixed)."""
     kept = keep_earlier_record(plan.output_dir / "metrics.json")
     if kept is not None:
         log.info("kept the earlier metrics.json as %s", kept.name)
@@ -117,7 +129,8 @@ def open_record(plan: Plan) -> RunRecord:
         monitor=plan.monitor.metric,
         mode=plan.monitor.mode,
         overrides=job_overrides(),
-        params=plan.params,
+        params={**plan.params, **({"trainer.precision": precision} if "trainer.precision" in plan.params else {})},
+        precision=precision,
         threads=torch.get_num_threads(),
         resumed_from=plan.ckpt_path,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
@@ -14,6 +15,8 @@ from torch import nn
 from torchmetrics import Metric
 
 log = logging.getLogger("rnn_lightning")
+# The summary's size estimate, which LayerSummary does not show, cannot count 16-bit precisions.
+warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
 
 
 class EpochSummary(L.Callback):

@@ -43,16 +43,18 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from rnn_lightning.errors import TrainingStopped
+
 # An epoch's training loss this many times the untrained model's is a diverged run (see the module docstring).
 DIVERGED = 10.0
 LOSS = "train/loss"  # what both task modules log once per epoch (models/base.py)
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(TrainingStopped, FloatingPointError):
     """Training produced NaN or infinity; the message says where and what to change."""
 
 
-class DivergedError(FloatingPointError):
+class DivergedError(TrainingStopped, FloatingPointError):
     """The training loss ran far above the untrained model's; the message says where and at which learning rate."""
 
 
