@@ -292,6 +292,7 @@ def test_a_user_error_reaches_hydra_as_its_message_raised_from_the_original(pola
         task(compose_config(_sentiment(polarity_dir, "batch=0"), tmp_path / "user"))
     assert str(raised.value).startswith("batch=0 must be a positive whole number")
     assert isinstance(raised.value.__cause__, ConfigError) and raised.value.__cause__.__traceback__ is not None
+
     def crash(self, batch):
         raise RuntimeError("a bug of ours")
 
