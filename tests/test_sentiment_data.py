@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra_compose import compose_config
+from omegaconf import read_write
 
 from rnn_lightning.data.polarity import read_reviews
-from rnn_lightning.data.sentiment import PROJECT_ROOT, SentimentDataModule
+from rnn_lightning.data.sentiment import SentimentDataModule
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.errors import ConfigError, DataError
+from rnn_lightning.paths import user_path
 
 
 def _ready(polarity_dir: Path, **kwargs: object) -> SentimentDataModule:
@@ -172,12 +176,17 @@ def test_before_setup_clear_errors(tmp_path: Path) -> None:
         dm.train_dataloader()
 
 
-def test_relative_data_dir_is_resolved_against_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # Hydra may run a job in another folder
-    dm = SentimentDataModule(data_dir="data/rt-polarity")
-    assert (PROJECT_ROOT / "pyproject.toml").is_file()
-    assert dm.data_dir == PROJECT_ROOT / "data" / "rt-polarity"
-    assert SentimentDataModule(data_dir=str(tmp_path)).data_dir == tmp_path
+def test_relative_data_dir_is_resolved_against_where_the_command_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert SentimentDataModule(data_dir="data/rt-polarity").data_dir == tmp_path / "data" / "rt-polarity"
+    assert SentimentDataModule(data_dir=str(tmp_path / "x")).data_dir == tmp_path / "x"
+    cfg = compose_config([], tmp_path / "run")
+    with read_write(cfg.hydra):
+        cfg.hydra.runtime.cwd = str(tmp_path / "started")  # where a launch started, whatever folder its job runs in
+    HydraConfig.instance().set_config(cfg)
+    assert user_path("data/rt-polarity") == tmp_path / "started" / "data" / "rt-polarity"
 
 
 def test_missing_files_without_download(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import rnn_lightning
 from rnn_lightning.data.download import ensure_polarity_files
 from rnn_lightning.data.encoding import encode_batch
 from rnn_lightning.data.polarity import (
@@ -27,22 +26,20 @@ from rnn_lightning.data.sampling import EpochShuffle, EvenShards, ResumableLoade
 from rnn_lightning.data.tokenizer import TOKENIZER_VERSION, tokenize
 from rnn_lightning.data.vocab import Vocabulary
 from rnn_lightning.errors import ConfigError, MissingFileError
+from rnn_lightning.paths import user_path
 
-__all__ = ["PROJECT_ROOT", "SentimentDataModule", "resolve_data_dir"]
+__all__ = ["SentimentDataModule", "resolve_data_dir"]
 
 log = logging.getLogger(__name__)
 
-# The folder holding pyproject.toml. Relative data paths are resolved here, not against the cwd,
-# because Hydra may run each job inside its own output folder.
-PROJECT_ROOT = Path(rnn_lightning.__file__).resolve().parents[1]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def resolve_data_dir(data_dir: str | Path) -> Path:
-    """``~`` expanded; a relative path is taken relative to ``PROJECT_ROOT``."""
-    path = Path(data_dir).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    """``~`` expanded; a relative path is taken relative to the folder the command was started in (Hydra's own
+    outputs/ is too), whatever folder a job runs in."""
+    return user_path(data_dir)
 
 
 def _collate(samples: list[tuple[torch.Tensor, ...]]) -> Batch:
