@@ -27,7 +27,6 @@ from rnn_lightning.cli.ensemble import ensemble_of
 from rnn_lightning.cli.report import ReportError, build_report, load_references
 from rnn_lightning.cli.reproduce_figures import write_figures
 
-ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "course report"
 
 # The course report's numbers (HIT "Pattern recognition and deep learning" lab 4, 2020): sine training MSE
@@ -113,14 +112,16 @@ QUICK_NOTE = (
 
 
 def run_sweep(experiment: Experiment, out: Path, quick: bool) -> dict:
-    """One ``train.py -m`` sweep; returns what happened, never raises for a failed sweep."""
+    """One ``python -m rnn_lightning.train -m`` sweep, from this folder; returns what happened, never raises for a
+    failed sweep."""
     if experiment.needs and importlib.util.find_spec(experiment.needs) is None:
         return {"name": experiment.name, "status": "skipped", "why": f"{experiment.needs} is not installed"}
     overrides = experiment.overrides + (experiment.quick if quick else [])
-    command = [sys.executable, str(ROOT / "train.py"), "-m", *overrides, f"hydra.sweep.dir={out / experiment.name}"]
+    sweep_dir = f"hydra.sweep.dir={out / experiment.name}"
+    command = [sys.executable, "-m", "rnn_lightning.train", "-m", *overrides, sweep_dir]
     print(f"[reproduce] {experiment.name}: {' '.join(overrides)}", flush=True)
     started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT)
+    done = subprocess.run(command)
     status = "completed" if done.returncode == 0 else f"failed (exit {done.returncode})"
     return {"name": experiment.name, "status": status, "seconds": round(time.monotonic() - started, 1)}
 
@@ -164,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default reproduce/DATE_TIME)")
     parser.add_argument("--only", nargs="*", choices=[e.name for e in EXPERIMENTS], help="run only these")
     args = parser.parse_args(argv)
-    # Resolved: the sweeps run with ROOT as their working folder, and must write where this process looks.
-    out = (args.out or ROOT / "reproduce" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    out = (args.out or Path("reproduce") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     chosen = [e for e in EXPERIMENTS if not args.only or e.name in args.only]
     sweeps = [run_sweep(experiment, out, args.quick) for experiment in chosen]
