@@ -124,7 +124,7 @@ class GracefulStop(L.Callback):
         if trainer.world_size > 1 and batches % self.every:
             return
         if self._requested(trainer):
-            trainer.save_checkpoint(self.last_path)
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # whole: optimizer, loops, callbacks
             self._stop(trainer, f"in epoch {trainer.current_epoch + 1}/{trainer.max_epochs} after {batches} batch(es)")
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
