@@ -159,3 +159,11 @@ def test_cfg_job_with_a_mistyped_key_names_the_key_meant(tmp_path):
         text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1 and "did you mean epochs=3?" in done.stderr and "+epoch=3" not in done.stderr
+
+
+def test_callbacks_come_from_the_config_and_the_best_checkpoint_cannot_be_left_out(tmp_path):
+    with pytest.raises(ConfigError, match=r"^no checkpoint callback watches val/forecast_mse: the run needs one"):
+        train(compose_config([*TINY_SINE, QUICK_LBFGS, "~callbacks.best_checkpoint"], tmp_path / "without"))
+    train(compose_config([*TINY_SINE, QUICK_LBFGS, "epochs=1", "~callbacks.test_report"], tmp_path / "fewer"))
+    assert _record(tmp_path / "fewer")["status"] == "completed"
+    assert not (tmp_path / "fewer" / "figures").exists()  # the test report was the one that draws them

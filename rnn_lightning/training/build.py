@@ -62,6 +62,15 @@ def build(plan: Plan) -> Run:
         # cuBLAS picks its reduction order by workspace unless told; this fixes it (the setting CUDA's docs give for
         # reproducible results), and torch.use_deterministic_algorithms refuses CUDA matmuls without it.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    trainer, logger, best = trainer_of(plan)
+    check_triton(plan, trainer)
+    datamodule, module = model_of(plan, trainer)
+    note_float64_on_gpu(trainer)
+    return Run(trainer, module, datamodule, best, logger, plan.resume)
+
+
+def trainer_of(plan: Plan) -> tuple[L.Trainer, TaskTensorBoardLogger, ModelCheckpoint]:
+    """The Trainer with the config's callbacks and our loggers, its devices checked, and its best checkpoint."""
     callbacks = [made for made in (instantiate(node) for node in plan.callbacks.values()) if made is not None]
     logger = TaskTensorBoardLogger(plan.output_dir, task=plan.task, version=run_name(), swept=swept_keys())
     trainer = build_trainer(
@@ -79,11 +88,21 @@ def build(plan: Plan) -> Run:
             "trainer.precision=%s runs as %s on this %s (float16 autocast needs a GPU); metrics.json records %s",
             plan.trainer.get("precision"), trainer.precision, trainer.strategy.root_device.type, trainer.precision,
         )  # fmt: skip
-    check_triton(plan, trainer)
+    best = next((c for c in trainer.checkpoint_callbacks if c.monitor == plan.monitor.metric), None)
+    if best is None:
+        raise ConfigError(
+            f"no checkpoint callback watches {plan.monitor.metric}: the run needs one to pick the model its test "
+            "scores. Keep callbacks.best_checkpoint (conf/callbacks/default.yaml), or add a ModelCheckpoint with "
+            f"monitor={plan.monitor.metric}."
+        )
+    return trainer, logger, best
+
+
+def model_of(plan: Plan, trainer: L.Trainer) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The data module, set up (the module is sized by its vocabulary), and the module in the Trainer's dtype."""
     with settings_of("data"):
         datamodule = instantiate(plan.data)
-        # Built before fit so that the module can be sized by the data (the vocabulary). Every DDP process does this
-        # itself; SameModelEverywhere checks that they agree.
+        # Every DDP process does this itself; SameModelEverywhere checks that they agree.
         datamodule.prepare_data()
         datamodule.setup("fit")
     data_inputs = datamodule.model_inputs()
@@ -97,10 +116,7 @@ def build(plan: Plan) -> Run:
             raise ConfigError(f"module.embeddings={plan.module.get('embeddings')}: {said}") from missing
     # The precision's dtype now, as Lightning would give it at setup: a resumed checkpoint is loaded before that,
     # and 64-bit weights copied into a float32 module would be rounded (the resumed run would drift).
-    module = trainer.precision_plugin.convert_module(module)
-    note_float64_on_gpu(trainer)
-    best = next(c for c in trainer.checkpoint_callbacks if c.monitor == plan.monitor.metric)
-    return Run(trainer, module, datamodule, best, logger, plan.resume)
+    return datamodule, trainer.precision_plugin.convert_module(module)
 
 
 @contextlib.contextmanager
