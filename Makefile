@@ -5,7 +5,7 @@ ARGS ?=
 DIR ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-slurm install-optuna install-triton train train-sine sweep tensorboard test test-full bench bench-epoch gpu-check report ensemble reproduce reproduce-quick lint format clean
+.PHONY: help install install-slurm install-parallel install-optuna install-triton train train-sine sweep tensorboard test test-full bench bench-epoch gpu-check report ensemble reproduce reproduce-quick lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ install: ## Create .venv (Python 3.11+) and install the project, GloVe vectors a
 
 install-slurm: ## Add Hydra's submitit launcher for sweeps on a SLURM cluster
 	$(PYTHON) -m pip install -e '.[slurm]'
+
+install-parallel: ## Add Hydra's joblib launcher: sweep jobs at once on one machine (hydra/launcher=parallel)
+	$(PYTHON) -m pip install -e '.[parallel]'
 
 install-optuna: ## Add Hydra's Optuna sweeper for hyperparameter search (hydra/sweeper=tune)
 	$(PYTHON) -m pip install -e '.[optuna]'

@@ -18,6 +18,7 @@ EXTRAS = {
     "triton": "triton",
     "optuna": "hydra_plugins.hydra_optuna_sweeper",
     "slurm": "hydra_plugins.hydra_submitit_launcher",
+    "parallel": "hydra_plugins.hydra_joblib_launcher",
 }
 
 

@@ -15,6 +15,7 @@ NEEDS = {
     "triton": ("import triton", "nn.triton", "nn import triton"),
     "optuna": ("hydra_optuna_sweeper", "hydra/sweeper=tune", "experiment=tune_sentiment"),
     "slurm": ("hydra_submitit_launcher", "hydra/launcher=slurm"),
+    "parallel": ("hydra_joblib_launcher", "hydra/launcher=parallel"),
 }
 
 

@@ -27,6 +27,7 @@ from rnn_lightning.paths import user_path
 from rnn_lightning.training import schema
 from rnn_lightning.training.naming import job_overrides, override_keys
 from rnn_lightning.training.options import option_name
+from rnn_lightning.training.parallel import place_job
 from rnn_lightning.training.resume import read_resume_checkpoint
 from rnn_lightning.training.suggest import LISTS_THEM, closest
 
@@ -86,19 +87,22 @@ def make_plan(cfg: DictConfig) -> Plan:
     if "data_dir" in data:
         data["data_dir"] = str(user_path(data["data_dir"]))  # where the user ran, as Hydra's outputs/ are
     model = dataclasses.asdict(settings.model)
+    callbacks = {name: node for name, node in plain["callbacks"].items() if node}
+    # Jobs of a parallel sweep share the cores and GPUs: threads, device, console (parallel.py).
+    placed = place_job(settings.threads, plain["trainer"], callbacks)
     plan = Plan(
         task=settings.task_name,
         output_dir=output_dir,
         seed=settings.seed,
-        threads=settings.threads,
+        threads=placed.threads,
         monitor=settings.monitor,
         model=model,
         module=plain["module"],
         data=data,
         optim=plain["optim"],
         schedule=schedule,
-        trainer=plain["trainer"],
-        callbacks={name: node for name, node in plain["callbacks"].items() if node},
+        trainer=placed.trainer,
+        callbacks=placed.callbacks,
         ckpt_path=settings.ckpt_path,
         resume=None,
         params=run_params(cfg),

@@ -44,6 +44,7 @@ from rnn_lightning.training.record import (
     record_refusal,
 )
 from rnn_lightning.training.run_folder import RunFolderLock
+from rnn_lightning.training.sweep_resume import SweepJob
 
 log = logging.getLogger("rnn_lightning")
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing for a user to act on.
@@ -57,8 +58,9 @@ warnings.filterwarnings("ignore", message=r".*AMP with fp16 is not supported on 
 def train(cfg: DictConfig) -> float | None:
     output_dir, zero = output_dir_of(cfg), is_launch_zero()
     # DDP's other processes train in rank 0's folder, which rank 0 holds.
-    with RunFolderLock(output_dir) if zero else contextlib.nullcontext():
-        return train_in(cfg, output_dir, zero)
+    with RunFolderLock(output_dir) if zero else contextlib.nullcontext(), SweepJob(cfg, output_dir, zero) as job:
+        # A resumed sweep: a job completed before is not run again, a stopped one resumes (sweep_resume.py).
+        return job.best_val if job.completed_earlier else train_in(job.cfg, output_dir, zero)
 
 
 def train_in(cfg: DictConfig, output_dir: Path, zero: bool) -> float | None:

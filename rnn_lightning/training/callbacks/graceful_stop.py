@@ -45,6 +45,10 @@ class Interrupted(SystemExit):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        # hydra/launcher=parallel's workers send it back to the sweep's process, which rebuilds it from these.
+        return (Interrupted, (self.signum, self.message))
+
 
 class StopRequest:
     """Turns SIGINT and SIGTERM into :class:`Interrupted`: at once, or, inside :meth:`deferred`, into a flag."""
