@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from rnn_lightning.cli.sweeps import SWEEPS, Job, ReportError, find_jobs, newest_sweep
+from rnn_lightning.cli.sweeps import SWEEPS, Job, ReportError, find_jobs, newest_sweep, queued_jobs, sort_jobs
 
 LAYOUT = "expected a sweep folder as `train.py -m` writes it: a folder per job (DIR/0/, ...) with .hydra/, metrics.json"
 EXAMPLE = "- {match: {model.cell: rnn, optim: sgdm, batch: 200}, metric: test/acc, value: 0.713, source: course report}"
@@ -216,6 +216,7 @@ def build_report(
     if not root.is_dir():
         raise ReportError(f"{root} is not a folder; {LAYOUT}.")
     jobs = find_jobs(root)
+    jobs = sort_jobs([*jobs, *queued_jobs(root, jobs)])  # a sweep still running, or stopped: its jobs not started
     if not jobs:
         raise ReportError(f"no job folders under {root}; {LAYOUT}.")
     check_reference_keys(references, jobs)
