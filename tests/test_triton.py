@@ -306,8 +306,8 @@ def test_plan_refuses_what_one_program_cannot_hold():
 
 def test_launch_parameters(monkeypatch):
     """What each launch gets: grid (batch blocks, directions), padded power-of-two sizes >= 16, a warp per batch row,
-    IEEE fp32 (asked for), and the
-    time length as a run-time argument (not specialised: a new T compiles nothing)."""
+    IEEE fp32 (asked for), every compile-time argument the kernel declares (from the plan, as ``compiled.py``
+    compiles them), and the time length as a run-time argument (not specialised: a new T compiles nothing)."""
     launches = []
     real_launch = launch.launch
 
@@ -324,9 +324,12 @@ def test_launch_parameters(monkeypatch):
     for kernel, chosen, grid, args, constexprs in launches:
         assert grid == (1, 2)
         assert (chosen.hidden_pad, chosen.block_b, chosen.num_warps, chosen.precision) == (64, 4, 4, "ieee")
-        names = [n for n in kernel.arg_names if n not in constexprs and n not in ("BLOCK_B", "HP", "KC", "PRECISION")]
-        assert dict(zip(names, args))["T"] == 2
-        assert inspect.signature(kernel.fn).parameters["T"].annotation is inspect.Parameter.empty  # not a constexpr
+        declared = inspect.signature(kernel.fn).parameters
+        assert set(constexprs) == {n for n, p in declared.items() if "constexpr" in str(p.annotation)}
+        assert constexprs == chosen.constexprs(has_lengths=False)
+        names = [n for n in kernel.arg_names if n not in constexprs]
+        assert len(args) == len(names) and dict(zip(names, args))["T"] == 2
+        assert declared["T"].annotation is inspect.Parameter.empty  # not a constexpr
         options = kernel.kwargs if hasattr(kernel, "kwargs") else vars(kernel)  # interpreted, or compiled
         assert {"B", "T"} <= set(options["do_not_specialize"])  # nor specialised on T == 1 or T % 16 == 0
 

@@ -1,4 +1,9 @@
-"""Triton helpers shared by the cell kernels: activations, time order, offsets into the buffers, tiles of U.
+"""Triton helpers shared by the cell kernels: activations, the program's tile, time order, offsets and loads of
+the buffers and states, tiles and chunks of U, staging. Triton inlines a jit function called from a kernel, so
+they cost nothing at run time: the kernels compile to the instructions they would have with the helpers written
+out (``compiled.py`` reads them). The kernels' parameter lists stay in each kernel: Triton shares one only as a
+tuple argument, which would make ``HP``, ``BLOCK_B``, ``KC``, ``PRECISION`` fields (``plan.HP``) on every line
+that uses them; ``Plan.constexprs`` builds the compile-time ones in one place for the launch and ``compiled.py``.
 
 Every program holds a block of ``BLOCK_B`` batch rows and the whole hidden state, padded from H to ``HP``
 columns (a power of two, at least 16: ``tl.arange`` needs a power of two and ``tl.dot`` an inner size of at
@@ -27,9 +32,31 @@ def tanh(x):
 
 
 @triton.jit
+def program_tile(B, H, BLOCK_B: tl.constexpr, HP: tl.constexpr):
+    """What program (p, d) of the (P, D) grid holds: its direction d, its batch rows (BLOCK_B,), the columns (HP,),
+    and ``inside`` (BLOCK_B, HP), where a row is in the batch and a column in H: loads there, and only there, read."""
+    block, d = tl.program_id(0), tl.program_id(1)
+    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, HP)
+    inside = (rows < B)[:, None] & (cols < H)[None, :]
+    return d, rows, cols, inside
+
+
+@triton.jit
 def time_of(s, d, T):
     """Step s of direction d happens at time t: t = s forward (d = 0), t = T - 1 - s reversed (d = 1)."""
     return s + d * (T - 1 - 2 * s)
+
+
+@triton.jit
+def backward_step(s, d, T, length):
+    """Backward step s, the last time first: its time t; t_prev = t - 1 + 2d, the time of the state t read and of
+    the next step; whether that step exists; and ``real`` (BLOCK_B, 1), the rows for which t is not padding."""
+    t = time_of(T - 1 - s, d, T)
+    t_prev = t - 1 + 2 * d
+    real = (t < length)[:, None]
+    has_next = (t_prev >= 0) & (t_prev < T)
+    return t, t_prev, real, has_next
 
 
 @triton.jit
@@ -42,6 +69,12 @@ def step_offsets(rows, cols, t, d, T, D, width):
 def state_offsets(rows, cols, d, B, H):
     """(BLOCK_B, HP) offsets of rows in a (D, B, H) state."""
     return (d * B + rows.to(tl.int64))[:, None] * H + cols[None, :]
+
+
+@triton.jit
+def load_state(state_ptr, at_state, inside, acc_t):
+    """(BLOCK_B, HP) rows of a (D, B, H) initial state or its gradient, in the accumulation dtype; 0 outside."""
+    return tl.load(state_ptr + at_state, mask=inside, other=0.0).to(acc_t)
 
 
 @triton.jit
@@ -58,6 +91,20 @@ def load_step(ptrs, mask, valid):
     """A (BLOCK_B, HP) tile of one step's buffer: 0 where masked, and everywhere where ``valid`` (a scalar) is false:
     the step after the last one, which a step loads ahead of time."""
     return tl.load(ptrs, mask=mask & valid, other=0.0)
+
+
+@triton.jit
+def load_real_step(ptrs, inside, t, length, valid):
+    """``load_step``, and 0 in the rows for which step t is padding: dy there is the gradient of an output the
+    model does not make (a padded step outputs 0), so it must not reach dh."""
+    return load_step(ptrs, inside & (t < length)[:, None], valid)
+
+
+@triton.jit
+def state_read(t_prev, has_next, length, saved, initial):
+    """The state a step read: the one saved at t_prev where that step is real, else (before a row's first real
+    step) the initial state."""
+    return tl.where((has_next & (t_prev < length))[:, None], saved, initial)
 
 
 @triton.jit
@@ -95,8 +142,9 @@ def matmul_add(acc, a, b, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B: tl.constexpr, width):
-    """This program's (BLOCK_B, width) tile of the (D, P, BLOCK_B, width) scratch."""
+def scratch_tile(scratch_ptr, BLOCK_B: tl.constexpr, width):
+    """Program (p, d)'s (BLOCK_B, width) tile of the (D, P, BLOCK_B, width) scratch."""
+    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
     return scratch_ptr + (d * blocks + block).to(tl.int64) * BLOCK_B * width
 
 
@@ -105,6 +153,14 @@ def stage(tile_ptr, width, col0, values, BLOCK_B: tl.constexpr, HP: tl.constexpr
     """values (BLOCK_B, HP) into columns col0 .. col0 + HP of the tile (padding included: no mask needed)."""
     at = tl.arange(0, BLOCK_B)[:, None] * width + col0 + tl.arange(0, HP)[None, :]
     tl.store(tile_ptr + at, values)
+
+
+@triton.jit
+def stage_operand(tile_ptr, values, BLOCK_B: tl.constexpr, HP: tl.constexpr):
+    """A step's one left operand (BLOCK_B, HP), h forward or the RNN's da, as the whole (BLOCK_B, HP) tile."""
+    tl.debug_barrier()  # every thread is done reading the previous step's tile
+    stage(tile_ptr, HP, 0, values, BLOCK_B, HP)
+    tl.debug_barrier()  # all of it is written before any thread reads a chunk
 
 
 @triton.jit

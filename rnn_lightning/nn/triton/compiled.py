@@ -48,14 +48,7 @@ def compile_layer(
 
 
 def compile_kernel(kernel: Any, plan: Plan, param: torch.dtype, operand: torch.dtype) -> dict[str, Any]:
-    constexprs = {
-        "BLOCK_B": plan.block_b,
-        "HP": plan.hidden_pad,
-        "KC": plan.chunk,
-        "WEIGHT_ON_CHIP": plan.weight_on_chip,
-        "HAS_LENGTHS": True,
-        "PRECISION": plan.precision,
-    }
+    constexprs = plan.constexprs(has_lengths=True)
     signature = {}
     for name in kernel.arg_names:
         if name in constexprs:

@@ -25,19 +25,25 @@ import triton
 import triton.language as tl
 
 from rnn_lightning.nn.triton.common import (
+    backward_step,
     gate_weight,
     gate_weight_chunk,
     gate_weight_t,
     gate_weight_t_chunk,
     load_lengths,
+    load_real_step,
+    load_state,
     load_step,
     matmul,
     matmul_add,
+    program_tile,
     scratch_tile,
     sigmoid,
     stage,
+    stage_operand,
     staged_chunk,
     state_offsets,
+    state_read,
     step_offsets,
     tanh,
     time_of,
@@ -68,14 +74,11 @@ def gru_forward(
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, HP)
-    inside = (rows < B)[:, None] & (cols < H)[None, :]  # (BLOCK_B, HP)
+    d, rows, cols, inside = program_tile(B, H, BLOCK_B, HP)
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    h = tl.load(h0_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
+    h = load_state(h0_ptr, at_state, inside, acc_t)  # (BLOCK_B, HP)
     b_hn = tl.load(b_ptr + (d * 3 + 2) * H + cols, mask=cols < H, other=0.0).to(acc_t)[None, :]  # (1, HP)
     b_hn = tl.zeros((BLOCK_B, HP), acc_t) + b_hn  # the n product's starting value
     if WEIGHT_ON_CHIP:  # loaded once, held by the program for the whole sequence
@@ -83,7 +86,7 @@ def gru_forward(
         u_z = gate_weight_t(w_ptr, d, 1, 3, H, cols)
         u_n = gate_weight_t(w_ptr, d, 2, 3, H, cols)
     else:
-        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, HP)
+        tile = scratch_tile(scratch_ptr, BLOCK_B, HP)
     at = step_offsets(rows, cols, time_of(0, d, T), d, T, D, 3 * H)
     x_r = load_step(gates_ptr + at, inside, True)  # a_x of the first step; each step then loads the next one's
     x_z = load_step(gates_ptr + at + H, inside, True)
@@ -100,9 +103,7 @@ def gru_forward(
             a_z = matmul_add(x_z, h, u_z, PRECISION)
             m = matmul_add(b_hn, h, u_n, PRECISION)
         else:  # U from L2, KC of its rows at a time
-            tl.debug_barrier()  # every thread is done reading the previous step's h
-            stage(tile, HP, 0, h, BLOCK_B, HP)
-            tl.debug_barrier()  # all of h is written before any thread reads a chunk
+            stage_operand(tile, h, BLOCK_B, HP)
             a_r, a_z, m = x_r, x_z, b_hn
             for k0 in range(0, HP, KC):
                 h_k = staged_chunk(tile, HP, 0, k0, BLOCK_B, KC)  # (BLOCK_B, KC)
@@ -152,51 +153,42 @@ def gru_backward(
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, HP)
-    inside = (rows < B)[:, None] & (cols < H)[None, :]
+    d, rows, cols, inside = program_tile(B, H, BLOCK_B, HP)
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    h0 = tl.load(h0_ptr + at_state, mask=inside, other=0.0).to(acc_t)
-    dh = tl.load(d_hT_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
+    h0 = load_state(h0_ptr, at_state, inside, acc_t)
+    dh = load_state(d_hT_ptr, at_state, inside, acc_t)  # (BLOCK_B, HP)
     if WEIGHT_ON_CHIP:
         u_r = gate_weight(w_ptr, d, 0, 3, H, cols)
         u_z = gate_weight(w_ptr, d, 1, 3, H, cols)
         u_n = gate_weight(w_ptr, d, 2, 3, H, cols)
     else:
-        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, 3 * HP)
+        tile = scratch_tile(scratch_ptr, BLOCK_B, 3 * HP)
     # What the first step (the last time) reads; each step then loads the next one's (at t_prev), including the
     # h_prev of the one after.
-    t = time_of(T - 1, d, T)
-    t_prev = t - 1 + 2 * d
+    t, t_prev, _, has_next = backward_step(0, d, T, length)
     at = step_offsets(rows, cols, t, d, T, D, 3 * H)
     at_h = step_offsets(rows, cols, t, d, T, D, H)
     r = load_step(gates_ptr + at, inside, True)
     z = load_step(gates_ptr + at + H, inside, True)
     n = load_step(gates_ptr + at + 2 * H, inside, True)
     m = load_step(hidden_n_ptr + at_h, inside, True)
-    dy = load_step(d_out_ptr + at_h, inside & (t < length)[:, None], True).to(acc_t)
-    at_before = step_offsets(rows, cols, t_prev, d, T, D, H)
-    h_before = load_step(out_ptr + at_before, inside, (t_prev >= 0) & (t_prev < T)).to(acc_t)
+    dy = load_real_step(d_out_ptr + at_h, inside, t, length, True).to(acc_t)
+    h_before = load_step(out_ptr + step_offsets(rows, cols, t_prev, d, T, D, H), inside, has_next).to(acc_t)
     for s in range(T):
-        t = time_of(T - 1 - s, d, T)
-        t_prev = t - 1 + 2 * d  # the time whose state step t read, and the next step's time
+        t, t_prev, real, has_next = backward_step(s, d, T, length)
         t_prev2 = t_prev - 1 + 2 * d  # the time whose state the next step reads
-        real = (t < length)[:, None]
-        has_next = (t_prev >= 0) & (t_prev < T)
         at_next = step_offsets(rows, cols, t_prev, d, T, D, 3 * H)
         at_h_next = step_offsets(rows, cols, t_prev, d, T, D, H)
         next_r = load_step(gates_ptr + at_next, inside, has_next)  # in flight during this step's products
         next_z = load_step(gates_ptr + at_next + H, inside, has_next)
         next_n = load_step(gates_ptr + at_next + 2 * H, inside, has_next)
         next_m = load_step(hidden_n_ptr + at_h_next, inside, has_next)
-        next_dy = load_step(d_out_ptr + at_h_next, inside & (t_prev < length)[:, None], has_next).to(acc_t)
+        next_dy = load_real_step(d_out_ptr + at_h_next, inside, t_prev, length, has_next).to(acc_t)
         at_before2 = step_offsets(rows, cols, t_prev2, d, T, D, H)
         next_h_before = load_step(out_ptr + at_before2, inside, (t_prev2 >= 0) & (t_prev2 < T)).to(acc_t)
-        # h_prev is the initial state before a sequence's first real step.
-        h_prev = tl.where((has_next & (t_prev < length))[:, None], h_before, h0)
+        h_prev = state_read(t_prev, has_next, length, h_before, h0)
         dh_t = dh + dy
         da_n = tl.where(real, dh_t * (1.0 - z) * (1.0 - n * n), 0.0)
         da_r = da_n * m * r * (1.0 - r)

@@ -170,12 +170,11 @@ def hidden_side_grads(kernels: CellKernels, da: Tensor, saved: Tensor, h_prev: T
 
 def launch(kernel: Any, plan: Plan, x: Tensor, directions: int, *args: Any, **constexprs: Any) -> None:
     grid = (plan.blocks(x.shape[0]), directions)
-    common = {"BLOCK_B": plan.block_b, "HP": plan.hidden_pad, "KC": plan.chunk, "PRECISION": plan.precision}
     if x.is_cuda:
         with torch.cuda.device(x.device):  # Triton launches on the current device
-            kernel[grid](*args, **common, **constexprs, num_warps=plan.num_warps)
+            kernel[grid](*args, **constexprs, num_warps=plan.num_warps)
     else:
-        kernel[grid](*args, **common, **constexprs, num_warps=plan.num_warps)
+        kernel[grid](*args, **constexprs, num_warps=plan.num_warps)
 
 
 class TritonRecurrence(torch.autograd.Function):
@@ -197,7 +196,7 @@ class TritonRecurrence(torch.autograd.Function):
             kernels.forward, plan, x, D,
             gates, saved, out, h0, c0 if c0 is not None else h0, hT, cT, u, b_hh.detach().contiguous(),
             lengths if has_lengths else out, scratch(plan, x, D, plan.hidden_pad, not plan.weight_on_chip),
-            B, T, H, D, WEIGHT_ON_CHIP=plan.weight_on_chip, HAS_LENGTHS=has_lengths,
+            B, T, H, D, **plan.constexprs(has_lengths),
         )  # fmt: skip
         ctx.save_for_backward(x, w_ih, h0, c0, out)
         ctx.kernels, ctx.plan, ctx.lengths = kernels, plan, lengths
@@ -231,7 +230,7 @@ class TritonRecurrence(torch.autograd.Function):
             gates, saved, out, d_out, h0, c0 if c0 is not None else h0, d_hT, d_cT, dh0, dc0, u,
             lengths if has_lengths else out,
             scratch(plan, x, D, kernels.gates * plan.hidden_pad, not plan.weight_on_chip),
-            B, T, H, D, WEIGHT_ON_CHIP=plan.weight_on_chip, HAS_LENGTHS=has_lengths,
+            B, T, H, D, **plan.constexprs(has_lengths),
         )  # fmt: skip
         with torch.autocast(x.device.type, enabled=False):
             da = gates  # (B T, D G H): now the pre-activation gradients

@@ -25,19 +25,25 @@ import triton
 import triton.language as tl
 
 from rnn_lightning.nn.triton.common import (
+    backward_step,
     gate_weight,
     gate_weight_chunk,
     gate_weight_t,
     gate_weight_t_chunk,
     load_lengths,
+    load_real_step,
+    load_state,
     load_step,
     matmul,
     matmul_add,
+    program_tile,
     scratch_tile,
     sigmoid,
     stage,
+    stage_operand,
     staged_chunk,
     state_offsets,
+    state_read,
     step_offsets,
     tanh,
     time_of,
@@ -68,22 +74,19 @@ def lstm_forward(
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, HP)
-    inside = (rows < B)[:, None] & (cols < H)[None, :]  # (BLOCK_B, HP)
+    d, rows, cols, inside = program_tile(B, H, BLOCK_B, HP)
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    h = tl.load(h0_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
-    c = tl.load(c0_ptr + at_state, mask=inside, other=0.0).to(acc_t)
+    h = load_state(h0_ptr, at_state, inside, acc_t)  # (BLOCK_B, HP)
+    c = load_state(c0_ptr, at_state, inside, acc_t)
     if WEIGHT_ON_CHIP:  # loaded once, held by the program for the whole sequence
         u_i = gate_weight_t(w_ptr, d, 0, 4, H, cols)
         u_f = gate_weight_t(w_ptr, d, 1, 4, H, cols)
         u_g = gate_weight_t(w_ptr, d, 2, 4, H, cols)
         u_o = gate_weight_t(w_ptr, d, 3, 4, H, cols)
     else:
-        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, HP)
+        tile = scratch_tile(scratch_ptr, BLOCK_B, HP)
     t = time_of(0, d, T)
     at = step_offsets(rows, cols, t, d, T, D, 4 * H)
     x_i = load_step(gates_ptr + at, inside, True)  # a_x of the first step; each step then loads the next one's
@@ -105,9 +108,7 @@ def lstm_forward(
             a_g = matmul_add(x_g, h, u_g, PRECISION)
             a_o = matmul_add(x_o, h, u_o, PRECISION)
         else:  # U from L2, KC of its rows at a time
-            tl.debug_barrier()  # every thread is done reading the previous step's h
-            stage(tile, HP, 0, h, BLOCK_B, HP)
-            tl.debug_barrier()  # all of h is written before any thread reads a chunk
+            stage_operand(tile, h, BLOCK_B, HP)
             a_i, a_f, a_g, a_o = x_i, x_f, x_g, x_o
             for k0 in range(0, HP, KC):
                 h_k = staged_chunk(tile, HP, 0, k0, BLOCK_B, KC)  # (BLOCK_B, KC)
@@ -163,27 +164,23 @@ def lstm_backward(
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, HP)
-    inside = (rows < B)[:, None] & (cols < H)[None, :]
+    d, rows, cols, inside = program_tile(B, H, BLOCK_B, HP)
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    c0 = tl.load(c0_ptr + at_state, mask=inside, other=0.0).to(acc_t)
-    dh = tl.load(d_hT_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
-    dc = tl.load(d_cT_ptr + at_state, mask=inside, other=0.0).to(acc_t)
+    c0 = load_state(c0_ptr, at_state, inside, acc_t)
+    dh = load_state(d_hT_ptr, at_state, inside, acc_t)  # (BLOCK_B, HP)
+    dc = load_state(d_cT_ptr, at_state, inside, acc_t)
     if WEIGHT_ON_CHIP:
         u_i = gate_weight(w_ptr, d, 0, 4, H, cols)
         u_f = gate_weight(w_ptr, d, 1, 4, H, cols)
         u_g = gate_weight(w_ptr, d, 2, 4, H, cols)
         u_o = gate_weight(w_ptr, d, 3, 4, H, cols)
     else:
-        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, 4 * HP)
+        tile = scratch_tile(scratch_ptr, BLOCK_B, 4 * HP)
     # What the first step (the last time) reads; each step then loads the next one's (at t_prev) and the c_prev
     # of the one after, and hands on its own c_prev as the next step's c.
-    t = time_of(T - 1, d, T)
-    t_prev = t - 1 + 2 * d
+    t, t_prev, _, has_next = backward_step(0, d, T, length)
     at = step_offsets(rows, cols, t, d, T, D, 4 * H)
     at_h = step_offsets(rows, cols, t, d, T, D, H)
     i = load_step(gates_ptr + at, inside, True)
@@ -191,26 +188,21 @@ def lstm_backward(
     g = load_step(gates_ptr + at + 2 * H, inside, True)
     o = load_step(gates_ptr + at + 3 * H, inside, True)
     c = load_step(cells_ptr + at_h, inside, True)
-    dy = load_step(d_out_ptr + at_h, inside & (t < length)[:, None], True).to(acc_t)
-    c_before = load_step(cells_ptr + step_offsets(rows, cols, t_prev, d, T, D, H), inside, (t_prev >= 0) & (t_prev < T))
+    dy = load_real_step(d_out_ptr + at_h, inside, t, length, True).to(acc_t)
+    c_before = load_step(cells_ptr + step_offsets(rows, cols, t_prev, d, T, D, H), inside, has_next)
     for s in range(T):
-        t = time_of(T - 1 - s, d, T)
-        t_prev = t - 1 + 2 * d  # the time whose state step t read, and the next step's time
+        t, t_prev, real, has_next = backward_step(s, d, T, length)
         t_prev2 = t_prev - 1 + 2 * d  # the time whose state the next step reads
-        real = (t < length)[:, None]
-        has_next = (t_prev >= 0) & (t_prev < T)
         at_next = step_offsets(rows, cols, t_prev, d, T, D, 4 * H)
         at_h_next = step_offsets(rows, cols, t_prev, d, T, D, H)
         next_i = load_step(gates_ptr + at_next, inside, has_next)  # in flight during this step's products
         next_f = load_step(gates_ptr + at_next + H, inside, has_next)
         next_g = load_step(gates_ptr + at_next + 2 * H, inside, has_next)
         next_o = load_step(gates_ptr + at_next + 3 * H, inside, has_next)
-        next_dy = load_step(d_out_ptr + at_h_next, inside & (t_prev < length)[:, None], has_next).to(acc_t)
+        next_dy = load_real_step(d_out_ptr + at_h_next, inside, t_prev, length, has_next).to(acc_t)
         at_h_prev2 = step_offsets(rows, cols, t_prev2, d, T, D, H)
         next_c_before = load_step(cells_ptr + at_h_prev2, inside, (t_prev2 >= 0) & (t_prev2 < T))
-        # c_prev is the initial state before a sequence's first real step.
-        prev_real = (has_next & (t_prev < length))[:, None]
-        c_prev = tl.where(prev_real, c_before, c0)
+        c_prev = state_read(t_prev, has_next, length, c_before, c0)
         dh_t = dh + dy
         tanh_c = tanh(c)
         dc_t = dc + dh_t * o * (1.0 - tanh_c * tanh_c)

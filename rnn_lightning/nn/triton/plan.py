@@ -60,6 +60,17 @@ class Plan:
         """Programs per direction."""
         return -(-batch // self.block_b)
 
+    def constexprs(self, has_lengths: bool) -> dict[str, Any]:
+        """The compile-time arguments every cell's kernels take, by their names there."""
+        return {
+            "BLOCK_B": self.block_b,
+            "HP": self.hidden_pad,
+            "KC": self.chunk,
+            "WEIGHT_ON_CHIP": self.weight_on_chip,
+            "HAS_LENGTHS": has_lengths,
+            "PRECISION": self.precision,
+        }
+
 
 def padded(n: int) -> int:
     """The smallest power of two >= n and >= MIN_DOT."""

@@ -19,16 +19,20 @@ import triton
 import triton.language as tl
 
 from rnn_lightning.nn.triton.common import (
+    backward_step,
     gate_weight,
     gate_weight_chunk,
     gate_weight_t,
     gate_weight_t_chunk,
     load_lengths,
+    load_real_step,
+    load_state,
     load_step,
     matmul,
     matmul_add,
+    program_tile,
     scratch_tile,
-    stage,
+    stage_operand,
     staged_chunk,
     state_offsets,
     step_offsets,
@@ -61,18 +65,15 @@ def rnn_forward(
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, HP)
-    inside = (rows < B)[:, None] & (cols < H)[None, :]  # (BLOCK_B, HP)
+    d, rows, cols, inside = program_tile(B, H, BLOCK_B, HP)
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    h = tl.load(h0_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
+    h = load_state(h0_ptr, at_state, inside, acc_t)  # (BLOCK_B, HP)
     if WEIGHT_ON_CHIP:  # loaded once, held by the program for the whole sequence
         u = gate_weight_t(w_ptr, d, 0, 1, H, cols)
     else:
-        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, HP)
+        tile = scratch_tile(scratch_ptr, BLOCK_B, HP)
     x = load_step(gates_ptr + step_offsets(rows, cols, time_of(0, d, T), d, T, D, H), inside, True)
     for s in range(T):
         t = time_of(s, d, T)
@@ -81,9 +82,7 @@ def rnn_forward(
         if WEIGHT_ON_CHIP:
             a = matmul_add(x, h, u, PRECISION)
         else:  # U from L2, KC of its rows at a time
-            tl.debug_barrier()  # every thread is done reading the previous step's h
-            stage(tile, HP, 0, h, BLOCK_B, HP)
-            tl.debug_barrier()  # all of h is written before any thread reads a chunk
+            stage_operand(tile, h, BLOCK_B, HP)
             a = x
             for k0 in range(0, HP, KC):
                 h_k = staged_chunk(tile, HP, 0, k0, BLOCK_B, KC)  # (BLOCK_B, KC)
@@ -124,38 +123,30 @@ def rnn_backward(
     HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    block, d, blocks = tl.program_id(0), tl.program_id(1), tl.num_programs(0)
-    rows = block * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, HP)
-    inside = (rows < B)[:, None] & (cols < H)[None, :]
+    d, rows, cols, inside = program_tile(B, H, BLOCK_B, HP)
     length = load_lengths(lengths_ptr, rows, B, T, HAS_LENGTHS)
     acc_t = gates_ptr.dtype.element_ty
     at_state = state_offsets(rows, cols, d, B, H)
-    dh = tl.load(d_hT_ptr + at_state, mask=inside, other=0.0).to(acc_t)  # (BLOCK_B, HP)
+    dh = load_state(d_hT_ptr, at_state, inside, acc_t)  # (BLOCK_B, HP)
     if WEIGHT_ON_CHIP:
         u = gate_weight(w_ptr, d, 0, 1, H, cols)
     else:
-        tile = scratch_tile(scratch_ptr, d, block, blocks, BLOCK_B, HP)
+        tile = scratch_tile(scratch_ptr, BLOCK_B, HP)
     t = time_of(T - 1, d, T)  # the first step's (the last time's) h and dy; each step then loads the next one's
     at = step_offsets(rows, cols, t, d, T, D, H)
     h = load_step(gates_ptr + at, inside, True)
-    dy = load_step(d_out_ptr + at, inside & (t < length)[:, None], True).to(acc_t)
+    dy = load_real_step(d_out_ptr + at, inside, t, length, True).to(acc_t)
     for s in range(T):
-        t = time_of(T - 1 - s, d, T)
-        t_prev = t - 1 + 2 * d  # the next step's time
-        real = (t < length)[:, None]
-        has_next = (t_prev >= 0) & (t_prev < T)
+        t, t_prev, real, has_next = backward_step(s, d, T, length)
         at_next = step_offsets(rows, cols, t_prev, d, T, D, H)
         next_h = load_step(gates_ptr + at_next, inside, has_next)  # in flight during this step's product
-        next_dy = load_step(d_out_ptr + at_next, inside & (t_prev < length)[:, None], has_next).to(acc_t)
+        next_dy = load_real_step(d_out_ptr + at_next, inside, t_prev, length, has_next).to(acc_t)
         dh_t = dh + dy
         da = tl.where(real, dh_t * (1.0 - h * h), 0.0)
         if WEIGHT_ON_CHIP:
             dh_prev = matmul(da, u, PRECISION)
         else:  # U from L2, KC of its rows at a time
-            tl.debug_barrier()  # every thread is done with the previous step's tile
-            stage(tile, HP, 0, da, BLOCK_B, HP)
-            tl.debug_barrier()  # all of da is written before any thread reads a chunk
+            stage_operand(tile, da, BLOCK_B, HP)
             dh_prev = tl.zeros((BLOCK_B, HP), acc_t)
             for j0 in range(0, HP, KC):
                 da_j = staged_chunk(tile, HP, 0, j0, BLOCK_B, KC)  # (BLOCK_B, KC)
