@@ -35,8 +35,9 @@ def test_split_batches_and_targets_are_one_step_ahead():
     assert sorted(rows) == list(range(98))
     for tgt, row in zip(targets, rows):
         torch.testing.assert_close(tgt.squeeze(-1), train[row, 1:], rtol=0, atol=0)
-    (test,) = next(iter(dm.test_dataloader()))
-    torch.testing.assert_close(test, dm.waves[98:], rtol=0, atol=0)
+    forecast, one_step = dm.test_dataloader()
+    torch.testing.assert_close(next(iter(forecast))[0], dm.waves[98:], rtol=0, atol=0)
+    torch.testing.assert_close(next(iter(one_step))[0], train, rtol=0, atol=0)  # test/train_mse: every one, whole
     (val,) = next(iter(dm.val_dataloader()))
     torch.testing.assert_close(val, dm.waves[96:98], rtol=0, atol=0)  # training sequences, never 98/99
 

@@ -78,8 +78,12 @@ class SineDataModule(L.LightningDataModule):
         held = self.train_waves[-self.hparams.n_val :]  # (n_val, L), forecast, not one step ahead
         return DataLoader(TensorDataset(held), batch_size=len(held), sampler=EvenShards(len(held)))
 
-    def test_dataloader(self) -> DataLoader:
-        waves = self.test_waves  # (N - n_train, L)
+    def test_dataloader(self) -> list[DataLoader]:
+        """The test sequences, forecast; then the training sequences, whole, for the tested model's one-step MSE."""
+        return [self._whole(self.test_waves), self._whole(self.train_waves)]  # (N - n_train, L), (n_train, L)
+
+    @staticmethod
+    def _whole(waves: torch.Tensor) -> DataLoader:
         return DataLoader(TensorDataset(waves), batch_size=len(waves), sampler=EvenShards(len(waves)))
 
 

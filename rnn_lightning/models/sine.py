@@ -77,29 +77,27 @@ class SineForecaster(RecurrentTask):
         self.val_mse_best(self.val_mse.compute())
         self.log("val/forecast_mse_best", self.val_mse_best.compute())
 
-    @torch.no_grad()
-    def training_mse(self) -> Tensor:
-        """One-step-ahead MSE of this (the tested) model on all training sequences: the number the course
-        report quotes as its training loss. Logged at test time so that it belongs to the best checkpoint."""
-        waves = self.trainer.datamodule.train_waves.to(self.device)  # (n_train, L)
-        prediction, _ = self(waves[:, :-1, None])
-        return F.mse_loss(prediction.squeeze(-1), waves[:, 1:].to(prediction.dtype))
-
     def on_test_epoch_start(self) -> None:
         self.test_outputs.clear()
 
-    def test_step(self, batch: tuple[Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """The test sequences' forecasts (loader 0), and the tested model's one-step-ahead MSE on the training
+        sequences (loader 1): the number the course report quotes as its training loss."""
         (waves,) = batch
+        if dataloader_idx == 1:
+            prediction, _ = self(waves[:, :-1, None])  # (B, L - 1, 1)
+            mse = F.mse_loss(prediction.squeeze(-1), waves[:, 1:].to(prediction.dtype))
+            self.log("test/train_mse", mse, add_dataloader_idx=False)
+            return
         context = self.hparams.context
         forecast = self.forecast(waves, context)  # (B, L - context)
         errors = (forecast - waves[:, context:].to(forecast.dtype)).pow(2).mean(dim=1)  # (B,)
-        self.log("test/forecast_mse", errors.mean())
+        self.log("test/forecast_mse", errors.mean(), add_dataloader_idx=False)
         for index, error in enumerate(errors):
-            self.log(f"test/forecast_mse_seq{index}", error)
+            self.log(f"test/forecast_mse_seq{index}", error, add_dataloader_idx=False)
         self.test_outputs.append((waves, forecast))  # moved to the CPU once, at the end
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/train_mse", self.training_mse())
         # Kept for the test report (training's callbacks draw the forecast), on the host once.
         waves = torch.cat([w for w, _ in self.test_outputs]).cpu()  # (N, L)
         forecasts = torch.cat([f for _, f in self.test_outputs]).cpu()  # (N, L - context)

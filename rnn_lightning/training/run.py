@@ -149,7 +149,7 @@ def test_and_record(run: Run, plan: Plan, record: RunRecord | NoRecord, distribu
     tested = tester.test(
         run.module, datamodule=run.datamodule, ckpt_path=run.best.best_model_path or None, verbose=False
     )
-    test_metrics = {name: float(value) for name, value in tested[0].items()}
+    test_metrics = {name: float(value) for loader in tested for name, value in loader.items()}  # one dict a loader
     # This job's row in TensorBoard's HParams table: its params, and its results by their names in metrics.json.
     run.logger.log_results(plan.params, {"best_val": math.nan if best is None else best, **test_metrics})
     record.finish("completed", test=test_metrics, epochs=epochs)
