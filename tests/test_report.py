@@ -15,7 +15,7 @@ import yaml
 from rnn_lightning.cli.report import ReportError, build_report, load_references, main
 from rnn_lightning.cli.sweeps import MISSING
 
-PARAMS = {  # as training/params.py writes them: the summary keys, then one per override key
+PARAMS = {  # as training/preflight.py (run_params) writes them: the summary keys, then one per override key
     "task": "sentiment",
     "model.cell": "lstm",
     "model.hidden_size": 128,
