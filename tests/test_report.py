@@ -289,3 +289,36 @@ def test_make_passes_no_folder_unless_dir_is_given(tmp_path, target):
     environment = {key: value for key, value in os.environ.items() if key not in ("DIR", "ARGS")}
     dry_run = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
     assert dry_run.stdout.split() == ["python", "-m", f"rnn_lightning.cli.{target}"]
+
+
+def test_a_sweep_under_way_shows_each_jobs_state_and_which_are_still_running(tmp_path):
+    """completed, running (its folder's lock held), killed (a running record, the lock free), interrupted,
+    failed, and queued: the command's jobs without a folder yet (Hydra's multirun.yaml lists the command)."""
+    from rnn_lightning.training.run_folder import RunFolderLock
+
+    multirun = {
+        "hydra": {
+            "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+            "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"},
+            "overrides": {"task": ["optim=adam,sgdm", "batch=200,500,800"]},
+        }
+    }
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    states = ["completed", "running", "running", "interrupted", "failed"]
+    for number, status in enumerate(states):
+        optim, batch = ("adam", "sgdm")[number // 3], (200, 500, 800)[number % 3]
+        overrides = [f"optim={optim}", f"batch={batch}"]
+        write_job(
+            tmp_path, str(number), overrides, record(overrides, PARAMS | {"optim": optim, "batch": batch}, status)
+        )
+    write_job(tmp_path, "5", ["optim=sgdm", "batch=800"], None)  # a folder, no record yet: preparing
+    with RunFolderLock(tmp_path / "1"), RunFolderLock(tmp_path / "5"):
+        report = build_report(tmp_path)
+        shown = {job.name: job.record["status"] for job in report.jobs}
+        assert shown == dict(zip("012345", ["completed", "running", "killed", "interrupted", "failed", "running"]))
+        assert report.markdown.splitlines()[2] == "6 jobs: 1 completed, 2 running, 1 killed, 1 interrupted, 1 failed."
+    assert {job.name: job.record["status"] for job in build_report(tmp_path).jobs}["1"] == "killed"  # lock let go
+    (tmp_path / "5").rename(tmp_path / "later")
+    jobs = {job.name: job for job in build_report(tmp_path).jobs}
+    assert jobs["5"].record["status"] == "queued" and jobs["5"].params == {"optim": "sgdm", "batch": 800}
+    assert "no process holds its folder: it was killed" in jobs["2"].record["error"]
