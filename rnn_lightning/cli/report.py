@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from rnn_lightning.cli.sweeps import SWEEPS, Job, ReportError, find_jobs, newest_sweep, queued_jobs, sort_jobs
+from rnn_lightning.cli.sweeps import SWEEPS, Job, ReportError, find_jobs, job_states, newest_sweep
 
 LAYOUT = "expected a sweep folder as `train.py -m` writes it: a folder per job (DIR/0/, ...) with .hydra/, metrics.json"
 EXAMPLE = "- {match: {model.cell: rnn, optim: sgdm, batch: 200}, metric: test/acc, value: 0.713, source: course report}"
@@ -215,8 +215,7 @@ def build_report(
     root = Path(root)
     if not root.is_dir():
         raise ReportError(f"{root} is not a folder; {LAYOUT}.")
-    jobs = find_jobs(root)
-    jobs = sort_jobs([*jobs, *queued_jobs(root, jobs)])  # a sweep still running, or stopped: its jobs not started
+    jobs = job_states(root, find_jobs(root))  # killed, running and queued ones told apart
     if not jobs:
         raise ReportError(f"no job folders under {root}; {LAYOUT}.")
     check_reference_keys(references, jobs)

@@ -93,15 +93,26 @@ def sort_jobs(jobs: list[Job]) -> list[Job]:
 def read_job(root: Path, folder: Path) -> Job:
     name = folder.relative_to(root).as_posix()
     try:
-        record = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        if record.get("status") == "running" and not run_folder_in_use(folder):
-            record = {**record, "status": "killed", "error": KILLED}
-        return Job(name, record, params_known=True)
+        return Job(name, json.loads((folder / "metrics.json").read_text(encoding="utf-8")), params_known=True)
     except FileNotFoundError:
-        status, error = ("running", None) if run_folder_in_use(folder) else ("missing", MISSING)
+        status, error = "missing", MISSING
     except (json.JSONDecodeError, UnicodeDecodeError) as failure:  # cut off mid-write by a full disk, say
         status, error = "unreadable", f"metrics.json: {failure}"
     return Job(name, {"status": status, "error": error, "params": requested_params(folder)}, params_known=False)
+
+
+def job_states(root: Path, jobs: list[Job]) -> list[Job]:
+    """``jobs`` as they stand now, and the sweep's queued ones: a ``running`` record whose folder no live process
+    holds is ``killed``, a folder without a record that a process holds is ``running`` (still preparing)."""
+    now = []
+    for job in jobs:
+        status, in_use = job.record.get("status"), run_folder_in_use(root / job.name)
+        if status == "running" and not in_use:
+            job = Job(job.name, {**job.record, "status": "killed", "error": KILLED}, job.params_known)
+        elif status == "missing" and in_use:
+            job = Job(job.name, {**job.record, "status": "running", "error": None}, job.params_known)
+        now.append(job)
+    return sort_jobs([*now, *queued_jobs(root, jobs)])
 
 
 def queued_jobs(root: Path, jobs: list[Job]) -> list[Job]:
