@@ -180,6 +180,7 @@ def test_relative_data_dir_is_resolved_against_where_the_command_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # outside Hydra (an earlier test may have composed one)
     assert SentimentDataModule(data_dir="data/rt-polarity").data_dir == tmp_path / "data" / "rt-polarity"
     assert SentimentDataModule(data_dir=str(tmp_path / "x")).data_dir == tmp_path / "x"
     cfg = compose_config([], tmp_path / "run")
