@@ -345,8 +345,10 @@ def test_a_mistyped_key_names_the_key_that_was_meant(monkeypatch):
     assert str(raised.value).splitlines() == [
         f"epoch=3: there is no setting epoch; did you mean epochs=3? {lists}",
         f"model.hiden_size=64: there is no setting model.hiden_size; did you mean model.hidden_size=64? {lists}",
-        f"optim.learning_rate=0.1: there is no setting optim.learning_rate; did you mean optim.lr=0.1? {lists}",
-        f"trainer.max_epoch=2: there is no setting trainer.max_epoch; did you mean trainer.max_epochs=2? {lists}",
+        f"optim.learning_rate=0.1: there is no setting optim.learning_rate; did you mean optim.lr=0.1? {lists} To "
+        "pass optim.learning_rate to the class optim is handed to, add it: +optim.learning_rate=0.1",
+        f"trainer.max_epoch=2: there is no setting trainer.max_epoch; did you mean trainer.max_epochs=2? {lists} To "
+        "pass trainer.max_epoch to the class trainer is handed to, add it: +trainer.max_epoch=2",
     ]
 
 

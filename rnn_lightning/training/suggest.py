@@ -87,6 +87,8 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
         value = override.input_line.split("=", 1)[1] if "=" in override.input_line else ""
         problem = f"nothing reads {key}, so the run would ignore it" if adding else f"there is no setting {key}"
         hint = f"did you mean {meant}={value}? ({LISTS_THEM})" if meant else f"{LISTS_THEM}."
+        if not adding and key.split(".")[0] in OPEN_NODES:  # a class's argument the config does not list may be it
+            hint += f" To pass {key} to the class {key.split('.')[0]} is handed to, add it: +{override.input_line}"
         problems.append(f"{override.input_line}: {problem}; {hint}")
     if problems:
         raise SystemExit("\n".join(problems))
