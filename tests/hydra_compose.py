@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -11,6 +13,8 @@ from omegaconf import DictConfig, open_dict
 
 import rnn_lightning.training.schema  # noqa: F401  registers the schema conf/config.yaml starts from
 from rnn_lightning.paths import CONF_DIR
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, with train.py
 
 FAST_CPU = ["trainer=cpu", "trainer.enable_model_summary=false"]
 TINY_SINE = ["task=sine", "data.length=60", "data.context=30", "model.hidden_size=8"]
@@ -43,3 +47,16 @@ def with_callbacks(**callbacks: object) -> list[str]:
     PROVIDED.update(callbacks)
     return [line for name in callbacks for line in (f"+callbacks.{name}._target_=hydra_compose.provided",
                                                    f"+callbacks.{name}.name={name}")]  # fmt: skip
+
+
+def start_sweep(overrides: list[str], folder: Path, *extra: str, own_group: bool = False) -> subprocess.Popen:
+    """A real ``python train.py -m`` sweep into ``folder``, started beside it; ``own_group``: in a process group of its
+    own, as a terminal starts a command (Ctrl-C then goes to the whole group)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", *overrides, f"hydra.sweep.dir={folder}", *extra],
+        cwd=folder.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=own_group,
+    )

@@ -9,14 +9,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config
+from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config, start_sweep
 from omegaconf import DictConfig, open_dict, read_write
 
 from rnn_lightning.training import parallel
@@ -79,14 +78,7 @@ SWEEP = [*TINY_SINE, QUICK_LBFGS, "trainer=cpu", "epochs=6", "batch=10", "seed=1
 
 
 def sweep(folder: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "-m", *SWEEP, f"hydra.sweep.dir={folder}", *extra],
-        cwd=folder.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal gives a command: Ctrl-C goes to the group
-    )
+    return start_sweep(SWEEP, folder, *extra, own_group=True)
 
 
 def job_lines(said: str) -> list[str]:

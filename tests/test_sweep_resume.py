@@ -11,13 +11,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
-from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config, with_callbacks
+from hydra_compose import QUICK_LBFGS, TINY_SINE, compose_config, start_sweep, with_callbacks
 from omegaconf import DictConfig, open_dict, read_write
 from test_interrupt import RESUMABLE, SignalAt, assert_same_outcome
 
@@ -119,13 +118,7 @@ SWEEP = [*TINY_SINE, QUICK_LBFGS, "trainer=cpu", "epochs=4", "batch=10", "thread
 
 
 def sweep(folder: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "-m", *SWEEP, f"hydra.sweep.dir={folder}", *extra],
-        cwd=folder.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_sweep(SWEEP, folder, *extra)
 
 
 def wait_for_epochs(process: subprocess.Popen, job: Path, epochs: int, timeout: float = 240) -> None:
