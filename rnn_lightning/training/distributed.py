@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
 from rnn_lightning.errors import ConfigError
+from rnn_lightning.training.parallel import usable_cores
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
@@ -66,19 +67,14 @@ class SameModelEverywhere(L.Callback):
             )
 
 
-def cpu_cores() -> int:
-    """The cores this process may run on, which a cluster job may restrict."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def check_processes(trainer: L.Trainer, settings: dict[str, Any], lbfgs: bool) -> None:
     """What Lightning accepts but cannot work: checked on the Trainer, whose devices Lightning has parsed."""
     devices = settings.get("devices")
-    if trainer.accelerator.__class__.__name__ == "CPUAccelerator" and trainer.num_devices > cpu_cores():
+    if trainer.accelerator.__class__.__name__ == "CPUAccelerator" and trainer.num_devices > usable_cores():
         # A CPU "device" under DDP is one process; more processes than cores only time-share them.
         raise ConfigError(
-            f"trainer.devices={devices} asks for more than this machine has: {cpu_cores()} CPU cores. Set "
-            f"trainer.devices to at most {cpu_cores()} (1 trains without data parallelism); under SLURM or torchrun "
+            f"trainer.devices={devices} asks for more than this machine has: {usable_cores()} CPU cores. Set "
+            f"trainer.devices to at most {usable_cores()} (1 trains without data parallelism); under SLURM or torchrun "
             "it is the number per node."
         )
     if trainer.world_size > 1 and lbfgs:
